@@ -1,0 +1,170 @@
+"""Tacotron2Module: NVIDIA's Tacotron2 training recipe as a LightningModule, plus TTS health metrics.
+
+Batches are NVIDIA's collate layout ``(text_padded, input_lengths, mel_padded, gate_padded,
+output_lengths)``. Metric names are the project's shared language (see the README): ``train/loss``,
+``val/loss`` (NVIDIA's loss), ``val/mel_loss``, ``val/gate_loss``, ``val/alignment_score``,
+``val/diagonality``, ``val/monotonicity``, ``val/gate_stop_rate``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from tacotron2_lightning import health
+from tacotron2_lightning.config import Tacotron2Config
+from tacotron2_lightning.loss import tacotron2_loss
+from tacotron2_lightning.model import Tacotron2
+
+Batch = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
+
+
+def as_model_config(model_config: Tacotron2Config | Mapping[str, Any] | None) -> Tacotron2Config:
+    """Accepts a config object, a plain mapping or Hydra's DictConfig."""
+    if model_config is None:
+        return Tacotron2Config()
+    if isinstance(model_config, Tacotron2Config):
+        return model_config
+    if isinstance(model_config, Mapping):
+        return Tacotron2Config.from_dict({str(k): v for k, v in model_config.items()})
+    raise TypeError(f"model_config must be a Tacotron2Config or a mapping, got {type(model_config).__name__}")
+
+
+class Tacotron2Module(pl.LightningModule):
+    """Teacher-forced Tacotron2 training with NVIDIA's loss and optimiser, and alignment health metrics.
+
+    Args:
+        model_config: :class:`Tacotron2Config` or a mapping of its fields.
+        learning_rate: Adam's learning rate (NVIDIA: 1e-3, constant; schedule it with a callback).
+        weight_decay: Adam's L2 weight decay (NVIDIA: 1e-6).
+        guided_attention_weight: weight of the guided-attention term added to the training loss; 0 is
+            exactly NVIDIA's loss. An attribute, so a scheduler callback can decay it.
+        guided_attention_sigma: width of the guided-attention band, relative to the lengths.
+        health_utterances: how many validation utterances (of the first batch) are decoded free-running
+            each validation to measure the gate-stop rate; 0 skips free-running decoding.
+        health_cap_ratio: free-running decoding stops at this multiple of the longest target length (or
+            ``max_decoder_steps``, whichever is smaller): an utterance that has not stopped by then counts
+            as a gate failure, and validation stays fast.
+
+    Example:
+        >>> module = Tacotron2Module({"symbols_embedding_dim": 32, "encoder_embedding_dim": 32})
+        >>> trainer = pl.Trainer(max_steps=10, gradient_clip_val=1.0)  # NVIDIA clips at 1.0
+    """
+
+    def __init__(
+        self,
+        model_config: Tacotron2Config | Mapping[str, Any] | None = None,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-6,
+        guided_attention_weight: float = 0.0,
+        guided_attention_sigma: float = 0.2,
+        health_utterances: int = 8,
+        health_cap_ratio: float = 2.0,
+    ):
+        super().__init__()
+        for name, value in (("learning_rate", learning_rate), ("guided_attention_sigma", guided_attention_sigma),
+                            ("health_cap_ratio", health_cap_ratio)):
+            if not value > 0:
+                raise ValueError(f"Tacotron2Module {name} must be > 0, got {value!r}")
+        for name, value in (("weight_decay", weight_decay), ("guided_attention_weight", guided_attention_weight),
+                            ("health_utterances", health_utterances)):
+            if value < 0:
+                raise ValueError(f"Tacotron2Module {name} must be >= 0, got {value!r}")
+        config = as_model_config(model_config)
+        # Plain values only, so checkpoints load with torch.load(weights_only=True) and loggers get params.
+        self.save_hyperparameters(ignore=["model_config"])
+        self.hparams["model_config"] = config.to_dict()
+        self.model = Tacotron2(config)
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.guided_attention_weight = guided_attention_weight
+        self.guided_attention_sigma = guided_attention_sigma
+        self.health_utterances = health_utterances
+        self.health_cap_ratio = health_cap_ratio
+        # The first validation utterance of the latest validation, on CPU, for plots and audio samples.
+        self.last_validation_example: dict[str, Tensor] | None = None
+
+    @property
+    def config(self) -> Tacotron2Config:
+        return self.model.config
+
+    def forward(self, text_padded: Tensor, input_lengths: Tensor, mel_padded: Tensor,
+                output_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.model(text_padded, input_lengths, mel_padded, output_lengths)
+
+    def _decoder_lengths(self, output_lengths: Tensor) -> Tensor:
+        r = self.config.n_frames_per_step
+        return (output_lengths + r - 1) // r
+
+    def _shared_step(self, batch: Batch, stage: str) -> tuple[Tensor, tuple[Tensor, ...]]:
+        text, input_lengths, mel, gate, output_lengths = batch
+        outputs = self.model(text, input_lengths, mel, output_lengths)
+        mel_outputs, mel_outputs_postnet, gate_outputs, alignments = outputs
+        losses = tacotron2_loss(mel_outputs, mel_outputs_postnet, gate_outputs, mel, gate)
+        on_step = stage == "train"
+        log_args = {"batch_size": text.size(0), "sync_dist": stage != "train", "on_step": on_step,
+                    "on_epoch": not on_step}
+        self.log(f"{stage}/loss", losses.total, prog_bar=True, **log_args)
+        self.log(f"{stage}/mel_loss", losses.mel_loss, **log_args)
+        self.log(f"{stage}/gate_loss", losses.gate_loss, **log_args)
+        loss = losses.total
+        if self.guided_attention_weight > 0:
+            guided = health.guided_attention_loss(
+                alignments, input_lengths, self._decoder_lengths(output_lengths), self.guided_attention_sigma
+            )
+            self.log(f"{stage}/guided_attention_loss", guided, **log_args)
+            loss = loss + self.guided_attention_weight * guided
+        return loss, outputs
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        loss, _ = self._shared_step(batch, "train")
+        if self.guided_attention_weight > 0:
+            self.log("train/total_loss", loss, on_step=True, batch_size=batch[0].size(0))
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        text, input_lengths, mel, _, output_lengths = batch
+        _, (mel_outputs, mel_outputs_postnet, _, alignments) = self._shared_step(batch, "val")
+        decoder_lengths = self._decoder_lengths(output_lengths)
+        log_args = {"batch_size": text.size(0), "sync_dist": True, "on_epoch": True}
+        self.log("val/alignment_score", health.alignment_score(alignments, decoder_lengths), **log_args)
+        self.log("val/diagonality", health.diagonality(alignments, input_lengths, decoder_lengths), **log_args)
+        self.log("val/monotonicity", health.monotonicity(alignments, input_lengths, decoder_lengths), **log_args)
+        if batch_idx != 0:
+            return
+        example = {
+            "text": text[0, : input_lengths[0]].cpu(),
+            "mel_target": mel[0, :, : output_lengths[0]].float().cpu(),
+            "mel_predicted": mel_outputs_postnet[0, :, : output_lengths[0]].float().cpu(),
+            "alignment": alignments[0, : decoder_lengths[0], : input_lengths[0]].float().cpu(),
+        }
+        if self.health_utterances > 0:
+            example.update(self._free_running_health(text, input_lengths, output_lengths))
+        self.last_validation_example = example
+
+    def _free_running_health(self, text: Tensor, input_lengths: Tensor, output_lengths: Tensor) -> dict[str, Tensor]:
+        count = min(self.health_utterances, text.size(0))
+        text, input_lengths = text[:count], input_lengths[:count]
+        r = self.config.n_frames_per_step
+        cap_steps = min(self.config.max_decoder_steps,
+                        math.ceil(self.health_cap_ratio * int(output_lengths[:count].max()) / r))
+        _, mel_postnet, _, alignments, lengths = self.model.inference(
+            text[:, : int(input_lengths.max())], input_lengths, max_decoder_steps=cap_steps, return_lengths=True
+        )
+        decoder_lengths = self._decoder_lengths(lengths)
+        log_args = {"batch_size": count, "sync_dist": True, "on_epoch": True}
+        self.log("val/gate_stop_rate", health.gate_stop_rate(lengths, cap_steps * r), **log_args)
+        self.log("val/inference_diagonality",
+                 health.diagonality(alignments, input_lengths, decoder_lengths), **log_args)
+        return {
+            "inference_mel": mel_postnet[0, :, : lengths[0]].float().cpu(),
+            "inference_alignment": alignments[0, : decoder_lengths[0], : input_lengths[0]].float().cpu(),
+        }
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
