@@ -107,7 +107,7 @@ class Prenet(nn.Module):
     def __init__(self, in_dim: int, sizes: list[int], dropout: float):
         super().__init__()
         in_sizes = [in_dim] + sizes[:-1]
-        self.layers = nn.ModuleList(LinearNorm(i, o, bias=False) for i, o in zip(in_sizes, sizes))
+        self.layers = nn.ModuleList(LinearNorm(i, o, bias=False) for i, o in zip(in_sizes, sizes, strict=True))
         self.dropout = dropout
 
     def forward(self, x: Tensor) -> Tensor:
