@@ -11,6 +11,10 @@ from tacotron2_lightning.config import Tacotron2Config
 
 DATA_DIR = Path(__file__).parent / "data"
 
+# Tiny models are dominated by per-op overhead: one thread is faster than two, and it keeps tests from
+# fighting over the cores with each other or with a benchmark running beside them.
+torch.set_num_threads(1)
+
 
 def tiny_config(**overrides) -> Tacotron2Config:
     """A Tacotron2 small enough for a CPU test step in milliseconds (the reference file's sizes)."""
@@ -47,3 +51,21 @@ def synthetic_batch(text_lengths=(10, 6), mel_lengths=(24, 12), n_mel_channels=1
 @pytest.fixture
 def tiny():
     return tiny_config()
+
+
+class RepeatedBatch(torch.utils.data.Dataset):
+    """A dataset of ``length`` copies of one pre-collated batch (use with ``DataLoader(batch_size=None)``)."""
+
+    def __init__(self, batch, length: int):
+        self.batch = batch
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index):
+        return self.batch
+
+
+def repeated_loader(batch, length: int):
+    return torch.utils.data.DataLoader(RepeatedBatch(batch, length), batch_size=None)
