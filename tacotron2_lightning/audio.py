@@ -299,3 +299,32 @@ def save_wav(path: str | Path, wav: torch.Tensor | np.ndarray, sampling_rate: in
         raise ValueError(f"wav must have shape (T,) or (1, T); got {data.shape}")
     pcm = np.clip(np.round(np.clip(data, -1.0, 1.0) * 32768.0), -32768, 32767).astype(np.int16)
     soundfile.write(str(path), pcm, sampling_rate, subtype="PCM_16")
+
+
+def resample(wav: torch.Tensor, orig_sampling_rate: int, new_sampling_rate: int, lowpass_width: int = 6,
+             rolloff: float = 0.99) -> torch.Tensor:
+    """Band-limited resampling of (T,) or (B, T) audio: Hann-windowed sinc interpolation, polyphase by conv1d.
+
+    The kernel has one phase per output sample in a period of ``new / gcd`` samples; a strided convolution
+    applies them all at once. ``rolloff`` keeps the cut-off just under the lower Nyquist frequency.
+    """
+    if orig_sampling_rate <= 0 or new_sampling_rate <= 0:
+        raise ValueError(f"sampling rates must be positive, got {orig_sampling_rate} -> {new_sampling_rate}")
+    if orig_sampling_rate == new_sampling_rate:
+        return wav
+    gcd = math.gcd(orig_sampling_rate, new_sampling_rate)
+    orig, new = orig_sampling_rate // gcd, new_sampling_rate // gcd
+    cutoff = min(orig, new) * rolloff  # in units of the reduced rates
+    width = math.ceil(lowpass_width * orig / cutoff)
+    taps = torch.arange(-width, width + orig, dtype=torch.float64) / orig  # input offsets, (L,)
+    phases = -torch.arange(new, dtype=torch.float64).unsqueeze(1) / new  # output phases, (new, 1)
+    t = ((phases + taps) * cutoff).clamp(-lowpass_width, lowpass_width)
+    window = torch.cos(t * math.pi / lowpass_width / 2) ** 2
+    kernel = torch.special.sinc(t) * window * (cutoff / orig)  # (new, L)
+
+    squeeze = wav.dim() == 1
+    batch = wav.reshape(-1, wav.size(-1))
+    padded = torch.nn.functional.pad(batch.unsqueeze(1), (width, width + orig))
+    out = torch.nn.functional.conv1d(padded, kernel.to(wav.dtype).unsqueeze(1), stride=orig)  # (B, new, frames)
+    out = out.transpose(1, 2).reshape(batch.size(0), -1)[:, : math.ceil(new * wav.size(-1) / orig)]
+    return out[0] if squeeze else out

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tacotron2_lightning.dataclass_config import as_dataclass
 from tacotron2_lightning.text.symbols import symbols
 
 
@@ -101,18 +102,8 @@ class Tacotron2Config:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Tacotron2Config:
-        """Builds a config from a mapping, naming any key that is not a field.
-
-        Accepts NVIDIA's full hparams too: keys that belong to other parts (audio, optimisation) are
-        rejected so that a misspelt model key never passes silently.
-        """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"Unknown Tacotron2Config key(s) {unknown}; valid keys are {sorted(known)}"
-            )
-        return cls(**dict(values))
+        """Builds a config from a mapping (a dict or Hydra's DictConfig), naming any key that is not a field."""
+        return as_dataclass(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

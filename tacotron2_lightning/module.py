@@ -8,8 +8,9 @@ output_lengths)``. Metric names are the project's shared language (see the READM
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -17,22 +18,13 @@ import torch
 from torch import Tensor
 
 from tacotron2_lightning import health
+from tacotron2_lightning.audio import AudioConfig
 from tacotron2_lightning.config import Tacotron2Config
+from tacotron2_lightning.dataclass_config import as_dataclass
 from tacotron2_lightning.loss import tacotron2_loss
 from tacotron2_lightning.model import Tacotron2
 
 Batch = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
-
-
-def as_model_config(model_config: Tacotron2Config | Mapping[str, Any] | None) -> Tacotron2Config:
-    """Accepts a config object, a plain mapping or Hydra's DictConfig."""
-    if model_config is None:
-        return Tacotron2Config()
-    if isinstance(model_config, Tacotron2Config):
-        return model_config
-    if isinstance(model_config, Mapping):
-        return Tacotron2Config.from_dict({str(k): v for k, v in model_config.items()})
-    raise TypeError(f"model_config must be a Tacotron2Config or a mapping, got {type(model_config).__name__}")
 
 
 class Tacotron2Module(pl.LightningModule):
@@ -50,6 +42,9 @@ class Tacotron2Module(pl.LightningModule):
         health_cap_ratio: free-running decoding stops at this multiple of the longest target length (or
             ``max_decoder_steps``, whichever is smaller): an utterance that has not stopped by then counts
             as a gate failure, and validation stays fast.
+        audio: the :class:`~tacotron2_lightning.audio.AudioConfig` the mels were made with (kept in the
+            checkpoint so synthesis and audio samples use the same settings).
+        text_cleaners: the cleaners the text was prepared with (kept for synthesis).
 
     Example:
         >>> module = Tacotron2Module({"symbols_embedding_dim": 32, "encoder_embedding_dim": 32})
@@ -65,6 +60,8 @@ class Tacotron2Module(pl.LightningModule):
         guided_attention_sigma: float = 0.2,
         health_utterances: int = 8,
         health_cap_ratio: float = 2.0,
+        audio: AudioConfig | Mapping[str, Any] | None = None,
+        text_cleaners: Sequence[str] = ("english_cleaners",),
     ):
         super().__init__()
         for name, value in (("learning_rate", learning_rate), ("guided_attention_sigma", guided_attention_sigma),
@@ -75,10 +72,19 @@ class Tacotron2Module(pl.LightningModule):
                             ("health_utterances", health_utterances)):
             if value < 0:
                 raise ValueError(f"Tacotron2Module {name} must be >= 0, got {value!r}")
-        config = as_model_config(model_config)
+        config = as_dataclass(Tacotron2Config, model_config)
+        # Without audio settings, NVIDIA's with the model's mel channel count.
+        default_audio = {"n_mel_channels": config.n_mel_channels}
+        self.audio = as_dataclass(AudioConfig, audio if audio is not None else default_audio)
+        if self.audio.n_mel_channels != config.n_mel_channels:
+            raise ValueError(f"audio.n_mel_channels={self.audio.n_mel_channels} differs from the model's "
+                             f"n_mel_channels={config.n_mel_channels}")
+        self.text_cleaners = list(text_cleaners)
         # Plain values only, so checkpoints load with torch.load(weights_only=True) and loggers get params.
-        self.save_hyperparameters(ignore=["model_config"])
+        self.save_hyperparameters(ignore=["model_config", "audio", "text_cleaners"])
         self.hparams["model_config"] = config.to_dict()
+        self.hparams["audio"] = dataclasses.asdict(self.audio)
+        self.hparams["text_cleaners"] = list(self.text_cleaners)
         self.model = Tacotron2(config)
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay

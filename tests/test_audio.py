@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +168,22 @@ def test_audio_config_validation_names_the_field(kwargs, field):
 def test_mel_on_cuda_matches_cpu(reference, mel_fn):
     mel_gpu = MelSpectrogram().to("cuda")(reference["wav"].cuda())
     torch.testing.assert_close(mel_gpu.cpu(), mel_fn(reference["wav"]), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("orig_rate", [44100, 16000, 24000])
+def test_resample_keeps_a_tone_and_the_duration(orig_rate):
+    from tacotron2_lightning.audio import resample
+
+    t = torch.arange(orig_rate) / orig_rate  # one second
+    resampled = resample(torch.sin(2 * math.pi * 440 * t), orig_rate, 22050)
+    assert resampled.shape == (22050,)
+    expected = torch.sin(2 * math.pi * 440 * torch.arange(22050) / 22050)
+    assert (resampled - expected)[200:-200].abs().max() < 5e-3
+
+
+def test_resample_removes_content_above_the_new_nyquist():
+    from tacotron2_lightning.audio import resample
+
+    t = torch.arange(44100) / 44100
+    high = resample(torch.sin(2 * math.pi * 15000 * t), 44100, 22050)  # 15 kHz > 11.025 kHz
+    assert high[200:-200].abs().max() < 0.02
