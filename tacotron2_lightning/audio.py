@@ -217,6 +217,11 @@ def griffin_lim(
         )
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum={momentum} is invalid; expected 0 <= momentum < 1")
+    if log_mel.shape[-1] < 4:
+        # The STFT's reflect padding needs a few frames; a model that stops at once still gets a (silent) wav.
+        silence = torch.full((*log_mel.shape[:-1], 4 - log_mel.shape[-1]), math.log(_LOG_CLAMP),
+                             dtype=log_mel.dtype, device=log_mel.device)
+        log_mel = torch.cat([log_mel, silence], dim=-1)
     c, device = config, log_mel.device
     basis = mel_filter_basis(c.sampling_rate, c.filter_length, c.n_mel_channels, c.mel_fmin, c.fmax)
     inverse = torch.from_numpy(np.linalg.pinv(basis.astype(np.float64)).astype(np.float32)).to(device)

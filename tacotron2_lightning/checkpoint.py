@@ -66,6 +66,11 @@ def extract_state_dict(checkpoint: Mapping[str, Any], source: str = "checkpoint"
     return state
 
 
+def _first(keys: list[str], count: int = 8) -> str:
+    """A short listing: a model that does not fit at all would otherwise produce a line of 80 keys."""
+    return str(keys[:count]) + (f" and {len(keys) - count} more" if len(keys) > count else "")
+
+
 def load_nvidia_checkpoint(
     model: nn.Module,
     path_or_dict: str | Path | Mapping[str, Any],
@@ -108,10 +113,11 @@ def load_nvidia_checkpoint(
         ),
         "ignored": ignored,
     }
-    problems = [f"{kind} keys: {report[kind]}" for kind in ("missing", "unexpected", "mismatched") if report[kind]]
+    problems = [f"{kind} keys ({len(report[kind])}): {_first(report[kind])}"
+                for kind in ("missing", "unexpected", "mismatched") if report[kind]]
     if problems and strict:
-        hint = " (a different symbol set? pass ignore_layers=['embedding.weight'])" if any(
-            "embedding.weight" in m for m in report["mismatched"]) else ""
+        only_embedding = [m.split(":")[0] for m in report["mismatched"]] == ["embedding.weight"] and len(problems) == 1
+        hint = " (a different symbol set? pass ignore_layers=['embedding.weight'])" if only_embedding else ""
         raise CheckpointError(f"{source} does not fit the model: " + "; ".join(problems) + hint)
     for problem in problems:
         log.warning("%s: %s", source, problem)

@@ -287,8 +287,8 @@ class Decoder(nn.Module):
         return self._frames_to_mel(frames), gate_outputs, torch.stack(alignments, dim=1)
 
     @torch.no_grad()
-    def inference(self, memory: Tensor, memory_lengths: Tensor | None = None,
-                  max_decoder_steps: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def inference(self, memory: Tensor, memory_lengths: Tensor | None = None, max_decoder_steps: int | None = None,
+                  warn_at_cap: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Free-running decoding until every utterance's gate fires or the step cap is reached.
 
         Returns mel (B, C, S*r), gate logits (B, S*r), alignments (B, S, N) and the number of frames
@@ -314,7 +314,7 @@ class Decoder(nn.Module):
             stopped |= fired
             if bool(stopped.all()):
                 break
-        if not bool(stopped.all()):
+        if warn_at_cap and not bool(stopped.all()):
             log.warning(
                 "Reached max_decoder_steps=%d before the gate fired for %d of %d utterance(s)",
                 cap, int((~stopped).sum()), batch,
@@ -368,14 +368,15 @@ class Tacotron2(nn.Module):
 
     @torch.no_grad()
     def inference(self, sequence: Tensor, input_lengths: Tensor | None = None,
-                  max_decoder_steps: int | None = None,
-                  return_lengths: bool = False) -> tuple[Tensor, ...]:
+                  max_decoder_steps: int | None = None, return_lengths: bool = False,
+                  warn_at_cap: bool = True) -> tuple[Tensor, ...]:
         """Free-running synthesis of one or several utterances.
 
         ``sequence`` (B, N) or (N,) ids, ``input_lengths`` (B,) when padded. Returns NVIDIA's
         ``(mel_outputs, mel_outputs_postnet, gate_outputs, alignments)``; frames after an utterance's
         stop are zeroed. ``return_lengths=True`` appends the (B,) number of frames each produced.
-        Decoding stops when sigmoid(gate) > gate_threshold or after ``max_decoder_steps`` (a warning).
+        Decoding stops when sigmoid(gate) > gate_threshold or after ``max_decoder_steps`` (a warning unless
+        ``warn_at_cap`` is False: health checks expect untrained models to run into the cap).
         """
         if sequence.dim() == 1:
             sequence = sequence.unsqueeze(0)
@@ -386,7 +387,7 @@ class Tacotron2(nn.Module):
         embedded = self.embedding(sequence).transpose(1, 2)
         memory = self.encoder(embedded, input_lengths, mask_padding=batched)
         mel_outputs, gate_outputs, alignments, lengths = self.decoder.inference(
-            memory, input_lengths if batched else None, max_decoder_steps
+            memory, input_lengths if batched else None, max_decoder_steps, warn_at_cap
         )
         valid = lengths_to_mask(lengths, mel_outputs.size(2))
         mel_outputs = _masked(mel_outputs, valid)

@@ -160,7 +160,8 @@ class Tacotron2Module(pl.LightningModule):
         cap_steps = min(self.config.max_decoder_steps,
                         math.ceil(self.health_cap_ratio * int(output_lengths[:count].max()) / r))
         _, mel_postnet, _, alignments, lengths = self.model.inference(
-            text[:, : int(input_lengths.max())], input_lengths, max_decoder_steps=cap_steps, return_lengths=True
+            text[:, : int(input_lengths.max())], input_lengths, max_decoder_steps=cap_steps, return_lengths=True,
+            warn_at_cap=False,
         )
         decoder_lengths = self._decoder_lengths(lengths)
         log_args = {"batch_size": count, "sync_dist": True, "on_epoch": True}

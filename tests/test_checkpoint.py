@@ -50,8 +50,8 @@ def test_missing_unexpected_and_mismatched_keys_are_named(source_model):
     with pytest.raises(CheckpointError) as error:
         load_nvidia_checkpoint(Tacotron2(tiny_config()), {"state_dict": state})
     message = str(error.value)
-    assert "missing keys: ['decoder.gate_layer.linear_layer.bias']" in message
-    assert "unexpected keys: ['decoder.extra.weight']" in message
+    assert "missing keys (1): ['decoder.gate_layer.linear_layer.bias']" in message
+    assert "unexpected keys (1): ['decoder.extra.weight']" in message
     assert "postnet.convolutions.0.0.conv.weight: checkpoint (3, 3, 3) vs model (32, 16, 5)" in message
 
 
@@ -85,6 +85,16 @@ def test_ignore_layers_accepts_module_prefixes(source_model):
     report = load_nvidia_checkpoint(target, source_model.state_dict(), ignore_layers=["postnet"])
     assert "postnet.convolutions.0.0.conv.weight" in report["ignored"]
     assert torch.equal(target.postnet.convolutions[0][0].conv.weight, fresh)
+
+
+def test_a_model_that_does_not_fit_at_all_gets_a_short_message(source_model):
+    with pytest.raises(CheckpointError) as error:
+        load_nvidia_checkpoint(Tacotron2(tiny_config(decoder_rnn_dim=48, attention_rnn_dim=48, prenet_dim=24)),
+                               source_model.state_dict())
+    message = str(error.value)
+    assert "mismatched keys (" in message and "more" in message
+    assert "different symbol set" not in message  # the hint only fits a lone embedding mismatch
+    assert len(message) < 1500
 
 
 def test_unknown_ignore_layer_is_named(source_model):

@@ -7,11 +7,8 @@ their order are reproduced rather than improved.
 
 from __future__ import annotations
 
+import functools
 import re
-
-import inflect
-
-_inflect = inflect.engine()
 
 _COMMA_NUMBER_RE = re.compile(r"([0-9][0-9,]+[0-9])")
 _DECIMAL_NUMBER_RE = re.compile(r"([0-9]+\.[0-9]+)")
@@ -21,10 +18,20 @@ _ORDINAL_RE = re.compile(r"[0-9]+(st|nd|rd|th)")
 _NUMBER_RE = re.compile(r"[0-9]+")
 
 
+@functools.cache
+def _engine():
+    # inflect takes seconds to import; only text with digits pays for it.
+    import inflect
+
+    return inflect.engine()
+
+
 def _number_to_words(number: int | str, **kwargs) -> str:
     """Calls inflect, turning its message-less range error into one that names the number."""
+    import inflect
+
     try:
-        return _inflect.number_to_words(number, **kwargs)
+        return _engine().number_to_words(number, **kwargs)
     except inflect.NumOutOfRangeError as error:
         raise ValueError(f"number {str(number)!r} is too large to spell out") from error
 

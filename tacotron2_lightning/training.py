@@ -1,0 +1,150 @@
+"""``train(cfg)``: builds data, model, callbacks, loggers and trainer from a Hydra config and fits.
+
+``train.py`` at the repository root is the thin Hydra entry point around it; tests and sweeps call it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from tacotron2_lightning.checkpoint import load_nvidia_checkpoint
+from tacotron2_lightning.config_validation import ConfigError, validate_config
+
+log = logging.getLogger(__name__)
+
+RUN_ID_FILE = "mlflow_run_id.txt"  # written in each run folder, so a resumed run continues its MLflow run
+_SECRET_KEY = re.compile(r"token|secret|password|api_key", re.IGNORECASE)
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiates every ``_target_`` node of a config group such as ``callbacks`` or ``logger``."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def flatten_for_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``, with secrets masked: what loggers record as run parameters."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_for_params(value, f"{name}/"))
+        elif _SECRET_KEY.search(str(key)):
+            flat[name] = "***"
+        else:
+            flat[name] = value
+    return flat
+
+
+def find_last_checkpoint(cfg: DictConfig) -> Path:
+    """The newest ``last.ckpt`` among this task's runs: what ``ckpt_path=last`` resumes."""
+    runs = Path(cfg.paths.log_dir) / "runs" / cfg.task_name
+    candidates = sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise ConfigError(f"ckpt_path=last: no last.ckpt under {runs}/*/checkpoints/ (has this task run before?)")
+    return candidates[-1]
+
+
+def _continue_mlflow_run(cfg: DictConfig, checkpoint: Path) -> None:
+    run_id_file = checkpoint.parent.parent / RUN_ID_FILE
+    logger_cfg = cfg.get("logger") or {}
+    if "mlflow" in logger_cfg and logger_cfg.mlflow.get("run_id") is None and run_id_file.is_file():
+        with open_dict(cfg):
+            cfg.logger.mlflow.run_id = run_id_file.read_text().strip()
+        log.info("Resuming MLflow run %s", cfg.logger.mlflow.run_id)
+
+
+def _resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    if cfg.get("ckpt_path") is None:
+        return None
+    checkpoint = find_last_checkpoint(cfg) if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+    _continue_mlflow_run(cfg, checkpoint)
+    log.info("Resuming from %s", checkpoint)
+    return str(checkpoint)
+
+
+def _record_run(trainer: pl.Trainer, loggers: list[Any], cfg: DictConfig) -> None:
+    params = flatten_for_params(OmegaConf.to_container(cfg, resolve=True))
+    params.pop("hydra", None)
+    for logger in loggers:
+        try:
+            logger.log_hyperparams(params)
+        except Exception as error:  # e.g. MLflow refusing a changed value when a run is resumed
+            log.warning("%s did not take the config as params: %s", type(logger).__name__, error)
+    run_id = next((lg.run_id for lg in loggers if type(lg).__name__ == "MLFlowLogger"), None)
+    if run_id and trainer.is_global_zero:
+        Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(cfg.paths.output_dir) / RUN_ID_FILE).write_text(run_id)
+
+
+def _summary(trainer: pl.Trainer, loggers: list[Any]) -> dict[str, Any]:
+    checkpoint = trainer.checkpoint_callback
+    best_score = getattr(checkpoint, "best_model_score", None)
+    summary = {
+        "global_step": trainer.global_step,
+        "best_metric": getattr(checkpoint, "monitor", None),
+        "best_score": float(best_score) if best_score is not None else None,
+        "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
+        "last_checkpoint": getattr(checkpoint, "last_model_path", None) or None,
+        "mlflow_run_id": next((lg.run_id for lg in loggers if type(lg).__name__ == "MLFlowLogger"), None),
+    }
+    return summary
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Trains as configured; returns (final metrics, the objects built, plus a ``summary`` dict)."""
+    validate_config(cfg)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    ckpt_path = _resolve_ckpt_path(cfg)
+
+    datamodule = instantiate(cfg.data)
+    module = instantiate(cfg.model)
+    if cfg.get("init_from"):
+        report = load_nvidia_checkpoint(module.model, cfg.init_from, ignore_layers=list(cfg.get("ignore_layers", [])))
+        log.info("Warm start from %s (kept fresh: %s)", cfg.init_from, report["ignored"] or "nothing")
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    if not loggers:
+        # Lightning refuses a LearningRateMonitor without a logger; `logger=none` should just work.
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    _record_run(trainer, loggers, cfg)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+
+    metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    summary = _summary(trainer, loggers)
+    if trainer.is_global_zero:
+        _print_summary(summary, metrics, cfg.get("optimized_metric"))
+    return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "summary": summary}
+
+
+def metric_value(metrics: Mapping[str, float], name: str) -> float:
+    """The value a sweep optimises; raises naming the metric when it was not logged."""
+    if name not in metrics:
+        raise ConfigError(
+            f"optimized_metric={name!r} was not logged; logged metrics are {sorted(metrics)}"
+        )
+    return metrics[name]
+
+
+def _print_summary(summary: dict[str, Any], metrics: Mapping[str, float], optimized: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Training summary", show_header=False)
+    rows = {**summary, **({optimized: metrics.get(optimized, math.nan)} if optimized else {})}
+    for key, value in rows.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console(stderr=True).print(table)
