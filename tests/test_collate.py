@@ -59,17 +59,19 @@ def test_mel_zero_padded_to_a_multiple_of_frames_per_step(r, expected_t_max):
 
 
 @pytest.mark.parametrize("r", [1, 3])
-def test_gate_is_one_from_the_last_real_frame_on(r):
+def test_gate_is_one_from_the_decoder_step_holding_the_last_real_frame_on(r):
     _, (_, _, _, gate, output_lengths) = collated(n_frames_per_step=r)
     for row, t in enumerate(output_lengths.tolist()):
         expected = torch.zeros(gate.size(1))
-        expected[t - 1:] = 1
+        expected[(t - 1) // r * r:] = 1  # r=1: NVIDIA's "from the last real frame on"
         assert torch.equal(gate[row], expected)
+        # Each decoder step's r frames agree, so the one gate logit per step has a single target.
+        assert all(len(set(gate[row, s:s + r].tolist())) == 1 for s in range(0, gate.size(1), r))
 
 
 def test_single_item_and_exact_multiple():
     text, lengths, mel, gate, out = TextMelCollate(2)([item(2, 6)])
-    assert text.shape == (1, 2) and mel.shape == (1, N_MELS, 6) and gate[0].tolist() == [0, 0, 0, 0, 0, 1]
+    assert text.shape == (1, 2) and mel.shape == (1, N_MELS, 6) and gate[0].tolist() == [0, 0, 0, 0, 1, 1]
     assert lengths.tolist() == [2] and out.tolist() == [6]
 
 

@@ -28,7 +28,8 @@ class TextMelCollate:
     - ``text_padded``: ``(B, N_max)`` long, zero-padded.
     - ``input_lengths``: ``(B,)`` long, the ``N_i``, in descending order.
     - ``mel_padded``: ``(B, C, T_max)`` float, zero-padded.
-    - ``gate_padded``: ``(B, T_max)`` float, 0 before the last real frame and 1 from it on.
+    - ``gate_padded``: ``(B, T_max)`` float, 0 before the last real frame and 1 from it on (with r > 1, from
+      the first frame of the decoder step that holds the last real frame).
     - ``output_lengths``: ``(B,)`` long, the real ``T_i`` (not rounded).
 
     Row ``i`` of every tensor belongs to the same utterance. Ties in text length keep their order in the
@@ -78,7 +79,10 @@ class TextMelCollate:
         for row, index in enumerate(order.tolist()):
             mel = batch[index][1]
             mel_padded[row, :, : mel.size(1)] = mel
-            gate_padded[row, mel.size(1) - 1 :] = 1
+            # The model predicts one gate per decoder step of r frames; the whole last step must say "stop",
+            # or its frames would ask for 0 and 1 at once and the gate could never fire. r=1 is NVIDIA's.
+            last_step_start = (mel.size(1) - 1) // self.n_frames_per_step * self.n_frames_per_step
+            gate_padded[row, last_step_start:] = 1
             output_lengths[row] = mel.size(1)
         return text_padded, input_lengths, mel_padded, gate_padded, output_lengths
 
