@@ -16,6 +16,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from tacotron2_lightning import health
 from tacotron2_lightning.audio import AudioConfig
@@ -37,6 +38,8 @@ class Tacotron2Module(pl.LightningModule):
         guided_attention_weight: weight of the guided-attention term added to the training loss; 0 is
             exactly NVIDIA's loss. An attribute, so a scheduler callback can decay it.
         guided_attention_sigma: width of the guided-attention band, relative to the lengths.
+        gate_positive_weight: weight of the "stop" frames in the gate's training loss (1.0 is NVIDIA's);
+            above 1 the gate learns to fire sooner. Logged losses are always NVIDIA's, unweighted.
         health_utterances: how many validation utterances (of the first batch) are decoded free-running
             each validation to measure the gate-stop rate; 0 skips free-running decoding.
         health_cap_ratio: free-running decoding stops at this multiple of the longest target length (or
@@ -58,6 +61,7 @@ class Tacotron2Module(pl.LightningModule):
         weight_decay: float = 1e-6,
         guided_attention_weight: float = 0.0,
         guided_attention_sigma: float = 0.2,
+        gate_positive_weight: float = 1.0,
         health_utterances: int = 8,
         health_cap_ratio: float = 2.0,
         audio: AudioConfig | Mapping[str, Any] | None = None,
@@ -65,6 +69,7 @@ class Tacotron2Module(pl.LightningModule):
     ):
         super().__init__()
         for name, value in (("learning_rate", learning_rate), ("guided_attention_sigma", guided_attention_sigma),
+                            ("gate_positive_weight", gate_positive_weight),
                             ("health_cap_ratio", health_cap_ratio)):
             if not value > 0:
                 raise ValueError(f"Tacotron2Module {name} must be > 0, got {value!r}")
@@ -90,6 +95,7 @@ class Tacotron2Module(pl.LightningModule):
         self.weight_decay = weight_decay
         self.guided_attention_weight = guided_attention_weight
         self.guided_attention_sigma = guided_attention_sigma
+        self.gate_positive_weight = gate_positive_weight
         self.health_utterances = health_utterances
         self.health_cap_ratio = health_cap_ratio
         # The first validation utterance of the latest validation, on CPU, for plots and audio samples.
@@ -119,6 +125,12 @@ class Tacotron2Module(pl.LightningModule):
         self.log(f"{stage}/mel_loss", losses.mel_loss, **log_args)
         self.log(f"{stage}/gate_loss", losses.gate_loss, **log_args)
         loss = losses.total
+        if self.gate_positive_weight != 1.0:
+            # The one "stop" frame per utterance is drowned by its hundreds of "go on" frames; weighting it
+            # (Coqui's stopnet_pos_weight) teaches the gate sooner. Logged losses stay NVIDIA's.
+            weighted_gate = F.binary_cross_entropy_with_logits(
+                gate_outputs.float(), gate.float(), pos_weight=gate_outputs.new_tensor(self.gate_positive_weight))
+            loss = losses.mel_loss + weighted_gate
         if self.guided_attention_weight > 0:
             guided = health.guided_attention_loss(
                 alignments, input_lengths, self._decoder_lengths(output_lengths), self.guided_attention_sigma

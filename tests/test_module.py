@@ -56,6 +56,21 @@ def test_training_loss_is_nvidia_loss_when_guided_attention_is_off():
     assert module.training_step(batch, 0) > expected + 1e-3
 
 
+def test_gate_positive_weight_raises_the_objective_but_not_the_logged_loss():
+    torch.manual_seed(0)
+    config = tiny_config(prenet_dropout=0.0, p_attention_dropout=0.0, p_decoder_dropout=0.0)
+    plain = Tacotron2Module(config).eval()
+    weighted = Tacotron2Module(config, gate_positive_weight=10.0).eval()
+    weighted.load_state_dict(plain.state_dict())
+    batch = synthetic_batch()
+    logged = {}
+    weighted.log = lambda name, value, **kwargs: logged.setdefault(name, value)
+    objective = weighted.training_step(batch, 0)
+    nvidia = plain.training_step(batch, 0)
+    assert objective > nvidia + 1e-3
+    torch.testing.assert_close(logged["train/loss"], nvidia)
+
+
 def test_validation_logs_every_health_metric():
     torch.manual_seed(0)
     module = Tacotron2Module(tiny_config(), health_utterances=2)
