@@ -1,0 +1,391 @@
+"""SmartEarlyStopping: Lightning's EarlyStopping, plus rules that stop runs which will not get better.
+
+A standalone ``pl.Callback`` rather than a subclass of Lightning's ``EarlyStopping``: the extra rules need the
+whole decision (warm-up, one reason chosen among several rules, the reason agreed across ranks) and plain-value
+state, and a subclass would override Lightning's private ``_run_early_stopping_check`` and
+``_evaluate_stopping_criteria``, whose signatures change between releases. The classic chain below is Lightning's,
+in its order and compared in the metric's dtype, and the tests run both callbacks on the same sequences.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from typing_extensions import override
+
+from tuner_callbacks._windows import relative_slope, relative_spread
+from tuner_callbacks.stop_reason import StopReason, set_stop_reason
+
+# When several rules fire at one check, the most alarming is reported: a broken run before a finished one.
+CRITERIA = ("non_finite", "divergence_threshold", "divergence", "alignment_failure", "overfitting",
+            "stopping_threshold", "patience", "gradient", "plateau")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# (predicate, what a valid value is) per option; the description goes into the error message.
+_INT_GE_0 = (lambda v: _is_int(v) and v >= 0, "an int >= 0")
+_INT_GE_1 = (lambda v: _is_int(v) and v >= 1, "an int >= 1")
+_INT_GE_2 = (lambda v: _is_int(v) and v >= 2, "an int >= 2")
+_NUMBER = (_is_number, "a finite number")
+_NUMBER_GE_0 = (lambda v: _is_number(v) and v >= 0, "a finite number >= 0")
+_NUMBER_GT_0 = (lambda v: _is_number(v) and v > 0, "a finite number > 0")
+_NUMBER_GT_1 = (lambda v: _is_number(v) and v > 1, "a finite number > 1")
+_FRACTION = (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
+_NAME = (lambda v: isinstance(v, str) and v != "", "a non-empty metric name")
+
+
+def _optional(check: tuple) -> tuple:
+    return (lambda v: v is None or check[0](v), f"None or {check[1]}")
+
+
+# Option -> (default, check) for each optional rule.
+_RULES: dict[str, dict[str, tuple[Any, tuple]]] = {
+    "gradient": {"window": (5, _INT_GE_2), "min_slope": (1e-3, _NUMBER_GE_0)},
+    "plateau": {"window": (5, _INT_GE_2), "min_relative_spread": (0.01, _NUMBER_GT_0)},
+    "overfitting": {"train_monitor": ("train/loss", _NAME), "growing_checks": (3, _optional(_INT_GE_1)),
+                    "max_ratio": (None, _optional(_NUMBER_GT_1)), "smoothing": (0.0, _FRACTION)},
+    "divergence": {"factor": (3.0, _NUMBER_GT_1)},
+    "alignment": {"monitor": ("val/alignment_score", _NAME), "min_score": (0.3, _NUMBER),
+                  "after_steps": (0, _INT_GE_0), "patience": (1, _INT_GE_1)},
+}
+
+
+def _require(name: str, value: Any, check: tuple) -> None:
+    if not check[0](value):
+        raise ValueError(f"`{name}` must be {check[1]}, got {value!r}")
+
+
+def _rule_options(rule: str, given: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Merges a rule's options (a dict, or Hydra's DictConfig) with its defaults; None keeps the rule off."""
+    if given is None:
+        return None
+    if not isinstance(given, Mapping):
+        raise TypeError(f"`{rule}` must be a mapping of options or None, got {given!r}")
+    spec = _RULES[rule]
+    unknown = sorted(set(given) - set(spec))
+    if unknown:
+        raise ValueError(f"`{rule}` got unknown option(s) {', '.join(map(repr, unknown))}; valid: {', '.join(spec)}")
+    options = {key: given.get(key, default) for key, (default, _) in spec.items()}
+    for key, (_, check) in spec.items():
+        _require(f"{rule}.{key}", options[key], check)
+    return options
+
+
+class SmartEarlyStopping(pl.Callback):
+    """Stops training when the monitored metric stops improving, or when the run is failing or flat.
+
+    Lightning's ``EarlyStopping`` semantics for ``monitor``, ``mode``, ``min_delta``, ``patience``, ``strict``,
+    ``check_finite``, ``stopping_threshold``, ``divergence_threshold`` and ``check_on_train_epoch_end`` (by
+    default the check runs after each validation). Each extra rule is a dict of options (None: off):
+
+    - ``gradient`` ``{window, min_slope}``: the least-squares slope of the last ``window`` values, per check and
+      relative to their mean magnitude, shows less progress than ``min_slope`` (a worsening metric counts).
+    - ``plateau`` ``{window, min_relative_spread}``: (max - min) / mean magnitude of the last ``window`` values
+      is below the bound, even if each check improves a little (which resets ``patience``).
+    - ``overfitting`` ``{train_monitor, growing_checks, max_ratio, smoothing}``: the gap validation - training
+      (training - validation in max mode) is positive and grew at each of ``growing_checks`` checks in a row,
+      or validation / training is above ``max_ratio`` (for positive metrics). The training value is the latest
+      in ``trainer.callback_metrics`` at check time (``train/loss`` is logged per step, so it is one batch's
+      loss); ``smoothing`` > 0 replaces it by an exponential moving average over checks with that weight.
+    - ``divergence`` ``{factor}``: the metric is NaN/Inf, or worse than ``factor`` times its best (best /
+      factor in max mode; for positive metrics such as losses).
+    - ``alignment`` ``{monitor, min_score, after_steps, patience}``: from step ``after_steps`` on, Tacotron2's
+      alignment score (higher is better; NaN counts as low) stayed below ``min_score`` for ``patience`` checks.
+
+    Before ``min_steps`` steps and ``min_epochs`` epochs no rule may stop the run, but all of them keep
+    counting, as Lightning's ``EarlyStopping`` does under ``Trainer(min_steps=...)``: the first check after the
+    warm-up stops if a rule still holds. The stop reason, a :class:`~tuner_callbacks.stop_reason.StopReason`, is
+    in ``self.stop_reason`` and ``get_stop_reason(trainer)``, in the log, and in every logger as the metrics
+    ``early_stopping/stopped`` and ``early_stopping/stopped_by/<criterion>`` (MLflow also gets tags). Under
+    DDP any rank that decides stops all; the lowest such rank broadcasts its reason, so all ranks record it
+    (rank 0's when it decided too). Counters, best score and windows are checkpointed: a resumed run continues.
+
+    Example:
+        >>> stopper = SmartEarlyStopping("val/loss", patience=10, divergence={"factor": 3.0},
+        ...                              alignment={"min_score": 0.25, "after_steps": 5000})
+        >>> trainer = pl.Trainer(callbacks=[stopper], max_steps=100_000)
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val/loss",
+        mode: str = "min",
+        min_delta: float = 0.0,
+        patience: int = 3,
+        check_finite: bool = True,
+        stopping_threshold: float | None = None,
+        divergence_threshold: float | None = None,
+        min_steps: int = 0,
+        min_epochs: int = 0,
+        gradient: Mapping[str, Any] | None = None,
+        plateau: Mapping[str, Any] | None = None,
+        overfitting: Mapping[str, Any] | None = None,
+        divergence: Mapping[str, Any] | None = None,
+        alignment: Mapping[str, Any] | None = None,
+        strict: bool = True,
+        check_on_train_epoch_end: bool | None = None,
+        verbose: bool = True,
+    ):
+        super().__init__()
+        self.monitor, self.mode, self.min_delta, self.patience = monitor, mode, min_delta, patience
+        self.check_finite, self.strict, self.verbose = check_finite, strict, verbose
+        self.stopping_threshold, self.divergence_threshold = stopping_threshold, divergence_threshold
+        self.min_steps, self.min_epochs = min_steps, min_epochs
+        self._check_on_train_epoch_end = check_on_train_epoch_end
+        if mode not in ("min", "max"):
+            raise ValueError(f"`mode` can be 'min' or 'max', got {mode!r}")
+        _require("monitor", monitor, _NAME)
+        _require("min_delta", min_delta, _NUMBER_GE_0)
+        _require("patience", patience, _INT_GE_0)
+        _require("stopping_threshold", stopping_threshold, _optional(_NUMBER))
+        _require("divergence_threshold", divergence_threshold, _optional(_NUMBER))
+        _require("min_steps", min_steps, _INT_GE_0)
+        _require("min_epochs", min_epochs, _INT_GE_0)
+        self.gradient = _rule_options("gradient", gradient)
+        self.plateau = _rule_options("plateau", plateau)
+        self.overfitting = _rule_options("overfitting", overfitting)
+        self.divergence = _rule_options("divergence", divergence)
+        self.alignment = _rule_options("alignment", alignment)
+        if self.overfitting and self.overfitting["growing_checks"] is None and self.overfitting["max_ratio"] is None:
+            raise ValueError(f"`overfitting` needs growing_checks or max_ratio, got {dict(overfitting)!r}")
+        self._better = torch.lt if mode == "min" else torch.gt
+        # Lightning's sign convention: current - delta must beat the best score to count as an improvement.
+        self._signed_delta = -min_delta if mode == "min" else min_delta
+        windows = [rule["window"] for rule in (self.gradient, self.plateau) if rule]
+        # State: plain values only, so checkpoints load with torch.load(weights_only=True).
+        self.wait_count = 0
+        self.best_score = math.inf if mode == "min" else -math.inf
+        self.history: deque[float] = deque(maxlen=max(windows, default=0))
+        self.previous_gap: float | None = None
+        self.gap_growth = 0
+        self.train_ema: float | None = None
+        self.alignment_low_count = 0
+        self.stopped_step = 0
+        self.stopped_epoch = 0
+        self.stop_reason: StopReason | None = None
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode)
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._check_on_train_epoch_end is None:
+            # Lightning's default: on train epoch end only when validation runs exactly once per epoch.
+            self._check_on_train_epoch_end = trainer.val_check_interval == 1.0 and trainer.check_val_every_n_epoch == 1
+
+    def _should_skip(self, trainer: pl.Trainer) -> bool:
+        return trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking or bool(trainer.fast_dev_run)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._check_on_train_epoch_end or self._should_skip(trainer):
+            return
+        self._run_check(trainer)
+
+    @override
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._check_on_train_epoch_end or self._should_skip(trainer):
+            return
+        self._run_check(trainer)
+
+    def _read(self, logs: Mapping[str, Any], name: str) -> torch.Tensor | None:
+        if name not in logs:
+            message = (f"SmartEarlyStopping monitors `{name}`, which was not logged; logged: "
+                       f"{', '.join(f'`{key}`' for key in logs) or 'nothing'}")
+            if self.strict:
+                raise RuntimeError(message)
+            rank_zero_warn(message, category=RuntimeWarning)
+            return None
+        value = torch.as_tensor(logs[name]).detach().squeeze()
+        return value if value.is_floating_point() else value.float()
+
+    def _run_check(self, trainer: pl.Trainer) -> None:
+        current = self._read(trainer.callback_metrics, self.monitor)
+        if current is None:
+            return
+        fired = self._evaluate(trainer, current)
+        local = None
+        if fired:
+            criterion = next(name for name in CRITERIA if name in fired)
+            message, metric, value = fired[criterion]
+            if trainer.global_step < self.min_steps or trainer.current_epoch < self.min_epochs:
+                if self.verbose:
+                    rank_zero_info(f"SmartEarlyStopping: {criterion} holds ({message}) but the warm-up lasts until "
+                                   f"step {self.min_steps} and epoch {self.min_epochs}")
+            else:
+                local = StopReason("early_stopping", criterion, message, trainer.global_step, metric, value)
+        # Any rank that wants to stop stops them all, as in Lightning's EarlyStopping.
+        decision = trainer.strategy.reduce_boolean_decision(local is not None, all=False)
+        trainer.should_stop = trainer.should_stop or decision
+        if decision:
+            self._record(trainer, self._agree(trainer, local))
+
+    @staticmethod
+    def _agree(trainer: pl.Trainer, local: StopReason | None) -> StopReason:
+        """The lowest rank that decided tells the others why, so every rank records the same reason."""
+        if trainer.world_size == 1:
+            return local
+        rank = trainer.global_rank if local else trainer.world_size
+        candidate = torch.tensor(rank, device=trainer.strategy.root_device)
+        source = int(trainer.strategy.reduce(candidate, reduce_op="min"))
+        return StopReason(**trainer.strategy.broadcast(local.to_dict() if local else None, src=source))
+
+    def _record(self, trainer: pl.Trainer, reason: StopReason) -> None:
+        self.stop_reason = reason
+        self.stopped_step, self.stopped_epoch = trainer.global_step, trainer.current_epoch
+        set_stop_reason(trainer, reason)
+        rank_zero_info(f"SmartEarlyStopping stopped the run at step {reason.step} ({reason.criterion}): "
+                       f"{reason.message}")
+        if not trainer.is_global_zero:
+            return
+        metrics = {"early_stopping/stopped": 1.0, f"early_stopping/stopped_by/{reason.criterion}": 1.0}
+        for logger in trainer.loggers:
+            try:
+                logger.log_metrics(metrics, step=reason.step)
+                from pytorch_lightning.loggers import MLFlowLogger
+
+                if isinstance(logger, MLFlowLogger):
+                    logger.experiment.set_tag(logger.run_id, "early_stopping.criterion", reason.criterion)
+                    logger.experiment.set_tag(logger.run_id, "early_stopping.reason", reason.message)
+            except Exception as error:  # a logger that refuses must not end the run it reports on
+                rank_zero_warn(f"SmartEarlyStopping could not log the stop reason to {type(logger).__name__}: {error}")
+
+    def _evaluate(self, trainer: pl.Trainer, current: torch.Tensor) -> dict[str, tuple[str, str, float]]:
+        """Updates the state with this check's values; returns criterion -> (message, metric, value) that fired."""
+        fired: dict[str, tuple[str, str, float]] = {}
+        name, value, best = self.monitor, float(current), self.best_score
+        sign = "<" if self.mode == "min" else ">"
+        # Lightning's chain, in its order and in the metric's dtype, so both stop at the same check.
+        if self.check_finite and not torch.isfinite(current):
+            fired["non_finite"] = (f"{name} = {value} is not finite; best was {best:.4g}", name, value)
+        elif self.stopping_threshold is not None and self._better(current, self.stopping_threshold):
+            fired["stopping_threshold"] = (f"{name} = {value:.4g} {sign} stopping_threshold {self.stopping_threshold}",
+                                           name, value)
+        elif self.divergence_threshold is not None and self._better(-current, -self.divergence_threshold):
+            fired["divergence_threshold"] = (f"{name} = {value:.4g} is worse than divergence_threshold "
+                                             f"{self.divergence_threshold}", name, value)
+        elif self._better(current - self._signed_delta, torch.tensor(best, dtype=current.dtype, device=current.device)):
+            if self.verbose:
+                rank_zero_info(f"SmartEarlyStopping: {name} improved to {value:.4g} (best was {best:.4g})")
+            self.best_score, self.wait_count = value, 0
+        else:
+            self.wait_count += 1
+            if self.wait_count >= self.patience:
+                fired["patience"] = (f"{name} did not improve by more than min_delta {self.min_delta} for "
+                                     f"{self.wait_count} checks; best {best:.4g}", name, value)
+        finite = math.isfinite(value)
+        if finite:
+            self.history.append(value)
+        if self.divergence:
+            self._check_divergence(value, fired)
+        if self.alignment:
+            self._check_alignment(trainer, fired)
+        if self.overfitting and finite:
+            self._check_overfitting(trainer, value, fired)
+        if self.gradient and len(self.history) >= self.gradient["window"]:
+            self._check_gradient(value, fired)
+        if self.plateau and len(self.history) >= self.plateau["window"]:
+            self._check_plateau(value, fired)
+        return fired
+
+    def _check_gradient(self, value: float, fired: dict) -> None:
+        window, bound = list(self.history)[-self.gradient["window"]:], self.gradient["min_slope"]
+        slope = relative_slope(window)
+        progress = -slope if self.mode == "min" else slope  # worsening is no progress either
+        if progress < bound:
+            fired["gradient"] = (f"{self.monitor} relative slope {slope:+.3g} per check over the last {len(window)} "
+                                 f"checks shows less progress than min_slope {bound}", self.monitor, value)
+
+    def _check_plateau(self, value: float, fired: dict) -> None:
+        window, bound = list(self.history)[-self.plateau["window"]:], self.plateau["min_relative_spread"]
+        spread = relative_spread(window)
+        if spread < bound:
+            fired["plateau"] = (f"{self.monitor} relative spread {spread:.3%} over the last {len(window)} checks is "
+                                f"below min_relative_spread {bound:.3%}", self.monitor, value)
+
+    def _check_divergence(self, value: float, fired: dict) -> None:
+        name, factor, best = self.monitor, self.divergence["factor"], self.best_score
+        if not math.isfinite(value):
+            fired["divergence"] = (f"{name} = {value} is not finite", name, value)
+        elif math.isfinite(best) and best > 0:
+            limit = best * factor if self.mode == "min" else best / factor
+            if (value > limit) if self.mode == "min" else (value < limit):
+                relation = "above" if self.mode == "min" else "below"
+                fired["divergence"] = (f"{name} = {value:.4g} is {relation} {limit:.4g}, {factor} times its best "
+                                       f"{best:.4g}", name, value)
+
+    def _check_alignment(self, trainer: pl.Trainer, fired: dict) -> None:
+        options = self.alignment
+        if trainer.global_step < options["after_steps"]:
+            return
+        score = self._read(trainer.callback_metrics, options["monitor"])
+        if score is None:
+            return
+        score = float(score)
+        low = not score >= options["min_score"]  # NaN is low: attention that produced NaN has not aligned
+        self.alignment_low_count = self.alignment_low_count + 1 if low else 0
+        if self.alignment_low_count >= options["patience"]:
+            fired["alignment_failure"] = (f"{options['monitor']} = {score:.4g} stayed below min_score "
+                                          f"{options['min_score']} for {self.alignment_low_count} checks after step "
+                                          f"{options['after_steps']}", options["monitor"], score)
+
+    def _check_overfitting(self, trainer: pl.Trainer, value: float, fired: dict) -> None:
+        options = self.overfitting
+        train = self._read(trainer.callback_metrics, options["train_monitor"])
+        if train is None or not torch.isfinite(train):
+            return
+        weight, train = options["smoothing"], float(train)
+        self.train_ema = train if self.train_ema is None else weight * self.train_ema + (1 - weight) * train
+        gap = value - self.train_ema if self.mode == "min" else self.train_ema - value
+        grew = self.previous_gap is not None and gap > 0 and gap > self.previous_gap
+        self.gap_growth = self.gap_growth + 1 if grew else 0
+        self.previous_gap = gap
+        pair = f"{self.monitor} = {value:.4g} vs {options['train_monitor']} = {self.train_ema:.4g}"
+        if options["growing_checks"] is not None and self.gap_growth >= options["growing_checks"]:
+            fired["overfitting"] = (f"the gap {pair} grew for {self.gap_growth} checks in a row to {gap:.4g}",
+                                    self.monitor, value)
+        elif options["max_ratio"] is not None:
+            numerator, denominator = (value, self.train_ema) if self.mode == "min" else (self.train_ema, value)
+            if denominator > 0 and numerator / denominator > options["max_ratio"]:
+                fired["overfitting"] = (f"the ratio {pair} is {numerator / denominator:.3g}, above max_ratio "
+                                        f"{options['max_ratio']}", self.monitor, value)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "wait_count": self.wait_count, "best_score": self.best_score, "history": list(self.history),
+            "previous_gap": self.previous_gap, "gap_growth": self.gap_growth, "train_ema": self.train_ema,
+            "alignment_low_count": self.alignment_low_count, "stopped_step": self.stopped_step,
+            "stopped_epoch": self.stopped_epoch,
+            "stop_reason": self.stop_reason.to_dict() if self.stop_reason else None,
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.wait_count = int(state_dict.get("wait_count", 0))
+        self.best_score = float(state_dict.get("best_score", self.best_score))  # float(): also Lightning's tensor
+        self.history = deque((float(v) for v in state_dict.get("history", ())), maxlen=self.history.maxlen)
+        self.previous_gap = state_dict.get("previous_gap")
+        self.gap_growth = int(state_dict.get("gap_growth", 0))
+        self.train_ema = state_dict.get("train_ema")
+        self.alignment_low_count = int(state_dict.get("alignment_low_count", 0))
+        self.stopped_step = int(state_dict.get("stopped_step", 0))
+        self.stopped_epoch = int(state_dict.get("stopped_epoch", 0))
+        reason = state_dict.get("stop_reason")
+        self.stop_reason = StopReason(**reason) if reason else None
