@@ -19,11 +19,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping
 from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
-from pytorch_lightning.loggers import Logger
 
 from tacotron2_lightning.module import Tacotron2Module
 from tests.conftest import repeated_loader, synthetic_batch, tiny_config
-from tests.toy_module import ToyRegression, toy_loader, toy_trainer
+from tests.toy_module import CollectingLogger, ToyRegression, toy_loader, toy_trainer
 from tuner_callbacks.early_stopping import SmartEarlyStopping
 from tuner_callbacks.stop_reason import get_stop_reason
 
@@ -217,26 +216,6 @@ def test_overfitting_reads_the_latest_per_step_train_loss(tmp_path):
     assert callback.train_ema == pytest.approx(float(trainer.callback_metrics["train/loss"]))
 
 
-class CollectingLogger(Logger):
-    def __init__(self):
-        super().__init__()
-        self.metrics: list[tuple[dict, int]] = []
-
-    @property
-    def name(self):
-        return "collecting"
-
-    @property
-    def version(self):
-        return 0
-
-    def log_hyperparams(self, params, *args, **kwargs):
-        pass
-
-    def log_metrics(self, metrics, step=None):
-        self.metrics.append((dict(metrics), step))
-
-
 class RefusingLogger(CollectingLogger):
     def log_metrics(self, metrics, step=None):
         if any(key.startswith("early_stopping/") for key in metrics):
@@ -264,7 +243,7 @@ def test_the_reason_reaches_the_trainer_the_log_and_every_logger(tmp_path, light
     assert (reason.source, reason.criterion, reason.step) == ("early_stopping", "patience", 6)
     assert reason.metric == "val/loss"
     assert reason.value == pytest.approx(0.82) and "3 checks" in reason.message and "0.8" in reason.message
-    logged = [(metrics, step) for metrics, step in collecting.metrics if "early_stopping/stopped" in metrics]
+    logged = [(metrics, step) for step, metrics in collecting.calls if "early_stopping/stopped" in metrics]
     assert logged == [({"early_stopping/stopped": 1.0, "early_stopping/stopped_by/patience": 1.0}, 6)]
     messages = [record.getMessage() for record in lightning_log]
     assert any("(patience)" in m and reason.message in m for m in messages), messages

@@ -12,11 +12,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
-from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.loggers import CSVLogger
 
 from tacotron2_lightning.module import Tacotron2Module
 from tests.conftest import repeated_loader, synthetic_batch, tiny_config
-from tests.toy_module import ToyRegression, toy_loader, toy_trainer
+from tests.toy_module import CollectingLogger, ToyRegression, toy_loader, toy_trainer
 from tuner_callbacks import schedules as schedules_module
 from tuner_callbacks import scheduling as scheduling_module
 from tuner_callbacks.schedules import (
@@ -195,26 +195,6 @@ class Recorder(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.rows.append((trainer.global_step, trainer.current_epoch, trainer.optimizers[0].param_groups[0]["lr"],
                           float(getattr(pl_module, self.attribute))))
-
-
-class CollectingLogger(Logger):
-    def __init__(self):
-        super().__init__()
-        self.calls: list[tuple[int, dict[str, float]]] = []
-
-    @property
-    def name(self):
-        return "collecting"
-
-    @property
-    def version(self):
-        return 0
-
-    def log_hyperparams(self, params, *args, **kwargs):
-        pass
-
-    def log_metrics(self, metrics, step=None):
-        self.calls.append((step, dict(metrics)))
 
 
 def test_toy_module_follows_schedules_per_step(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import Logger
 from torch.utils.data import DataLoader, TensorDataset
 
 
@@ -58,3 +59,25 @@ def toy_trainer(tmp_path, callbacks, **kwargs) -> pl.Trainer:
                     enable_model_summary=False, enable_checkpointing=False, max_steps=20, val_check_interval=1,
                     check_val_every_n_epoch=None, num_sanity_val_steps=0, limit_val_batches=1)
     return pl.Trainer(callbacks=callbacks, **{**defaults, **kwargs})
+
+
+class CollectingLogger(Logger):
+    """A logger that keeps every ``log_metrics`` call as ``(step, metrics)``, for asserting what callbacks log."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[int | None, dict[str, float]]] = []
+
+    @property
+    def name(self):
+        return "collecting"
+
+    @property
+    def version(self):
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        self.calls.append((step, dict(metrics)))
