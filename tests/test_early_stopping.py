@@ -258,8 +258,8 @@ def test_mlflow_gets_the_reason_as_tags(tmp_path, monkeypatch):
     logger = MLFlowLogger(experiment_name="early_stopping", tracking_uri=uri)
     fit(tmp_path, [smart(stopping_threshold=0.5)], {"val/loss": [1.0, 0.4]}, logger=logger)
     run = MlflowClient(tracking_uri=uri).get_run(logger.run_id)
-    assert run.data.tags["early_stopping.criterion"] == "stopping_threshold"
-    assert "0.4" in run.data.tags["early_stopping.reason"]
+    assert run.data.tags["stop.criterion"] == "stopping_threshold"
+    assert "0.4" in run.data.tags["stop.message"]
     assert run.data.metrics["early_stopping/stopped"] == 1.0
 
 

@@ -21,7 +21,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from tuner_callbacks._windows import relative_slope, relative_spread
-from tuner_callbacks.stop_reason import StopReason, set_stop_reason
+from tuner_callbacks.stop_reason import StopReason, log_stop_reason, set_stop_reason
 
 # When several rules fire at one check, the most alarming is reported: a broken run before a finished one.
 CRITERIA = ("non_finite", "divergence_threshold", "divergence", "alignment_failure", "overfitting",
@@ -252,19 +252,7 @@ class SmartEarlyStopping(pl.Callback):
         set_stop_reason(trainer, reason)
         rank_zero_info(f"SmartEarlyStopping stopped the run at step {reason.step} ({reason.criterion}): "
                        f"{reason.message}")
-        if not trainer.is_global_zero:
-            return
-        metrics = {"early_stopping/stopped": 1.0, f"early_stopping/stopped_by/{reason.criterion}": 1.0}
-        for logger in trainer.loggers:
-            try:
-                logger.log_metrics(metrics, step=reason.step)
-                from pytorch_lightning.loggers import MLFlowLogger
-
-                if isinstance(logger, MLFlowLogger):
-                    logger.experiment.set_tag(logger.run_id, "early_stopping.criterion", reason.criterion)
-                    logger.experiment.set_tag(logger.run_id, "early_stopping.reason", reason.message)
-            except Exception as error:  # a logger that refuses must not end the run it reports on
-                rank_zero_warn(f"SmartEarlyStopping could not log the stop reason to {type(logger).__name__}: {error}")
+        log_stop_reason(trainer, reason)
 
     def _evaluate(self, trainer: pl.Trainer, current: torch.Tensor) -> dict[str, tuple[str, str, float]]:
         """Updates the state with this check's values; returns criterion -> (message, metric, value) that fired."""

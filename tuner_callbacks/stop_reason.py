@@ -11,8 +11,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_warn
 
 _ATTRIBUTE = "smart_tuner_stop_reason"
+# MLflow run tags naming why a run stopped: `python -m tuner_callbacks.watch` and the sweep report read them.
+TAG_PREFIX = "stop."
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,29 @@ def set_stop_reason(trainer: pl.Trainer, reason: StopReason) -> bool:
 
 def get_stop_reason(trainer: pl.Trainer) -> StopReason | None:
     return getattr(trainer, _ATTRIBUTE, None)
+
+
+def stop_reason_tags(reason: StopReason) -> dict[str, str]:
+    """The MLflow tags a stop reason is recorded under: ``stop.source``, ``stop.criterion``, ``stop.message``,
+    ``stop.step``."""
+    return {f"{TAG_PREFIX}{key}": str(value) for key, value in reason.to_dict().items()
+            if key in ("source", "criterion", "message", "step")}
+
+
+def log_stop_reason(trainer: pl.Trainer, reason: StopReason) -> None:
+    """On rank zero, tells every logger why the run stopped: metrics ``<source>/stopped`` and
+    ``<source>/stopped_by/<criterion>`` (1.0), and on MLflow the :func:`stop_reason_tags`.
+
+    A logger that refuses only warns: it must not end the run it reports on.
+    """
+    if not trainer.is_global_zero:
+        return
+    metrics = {f"{reason.source}/stopped": 1.0, f"{reason.source}/stopped_by/{reason.criterion}": 1.0}
+    for logger in trainer.loggers:
+        try:
+            logger.log_metrics(metrics, step=reason.step)
+            if type(logger).__name__ == "MLFlowLogger":
+                for key, value in stop_reason_tags(reason).items():
+                    logger.experiment.set_tag(logger.run_id, key, value)
+        except Exception as error:
+            rank_zero_warn(f"Could not log the stop reason to {type(logger).__name__}: {error}")
