@@ -69,3 +69,20 @@ class RepeatedBatch(torch.utils.data.Dataset):
 
 def repeated_loader(batch, length: int):
     return torch.utils.data.DataLoader(RepeatedBatch(batch, length), batch_size=None)
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    """One built-in dataset and mel cache for the whole session: generated once, like users' runs share it."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def make_cfg(tmp_path, shared_cache):
+    """``make_cfg(overrides, tiny=True)``: the composed training config of a tiny run under ``tmp_path``."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tests.train_configs import compose_train_config
+
+    yield lambda overrides=(), tiny=True: compose_train_config(tmp_path, shared_cache, overrides, tiny)
+    GlobalHydra.instance().clear()

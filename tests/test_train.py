@@ -9,60 +9,16 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from mlflow.tracking import MlflowClient
-from omegaconf import open_dict
 
 from tacotron2_lightning.config_validation import ConfigError, validate_config
 from tacotron2_lightning.training import train
 from tests.data_factory import write_ljspeech
-
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
-
-# A model and data small enough for a training step in a fraction of a second.
-TINY = [
-    "model.model_config.symbols_embedding_dim=32", "model.model_config.encoder_embedding_dim=32",
-    "model.model_config.attention_rnn_dim=64", "model.model_config.decoder_rnn_dim=64",
-    "model.model_config.prenet_dim=32", "model.model_config.attention_dim=16",
-    "model.model_config.attention_location_n_filters=4", "model.model_config.postnet_embedding_dim=32",
-    "model.health_utterances=2", "data.builtin.size=12", "data.val_size=4", "data.batch_size=4",
-    "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
-    "callbacks.rich_progress_bar=null", "callbacks.validation_media.griffin_lim_iters=2",
-]
+from tests.train_configs import CONF, ROOT, TINY
 
 
 def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-
-
-@pytest.fixture(scope="session")
-def shared_cache(tmp_path_factory):
-    """One built-in dataset and mel cache for the whole session: generated once, like users' runs share it."""
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture
-def make_cfg(tmp_path, shared_cache):
-    def make(overrides=(), tiny=True):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose(config_name="train", return_hydra_config=True,
-                          overrides=[*(TINY if tiny else []), *overrides])
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.root_dir = str(tmp_path)
-            cfg.paths.log_dir = str(tmp_path / "outputs")
-            run_number = len(list(tmp_path.glob("outputs/runs/*/*")))
-            cfg.paths.output_dir = str(tmp_path / "outputs" / "runs" / cfg.task_name / f"run{run_number}")
-            cfg.paths.cache_dir = str(shared_cache)
-            del cfg.hydra
-        return cfg
-
-    yield make
-    GlobalHydra.instance().clear()
 
 
 @pytest.mark.parametrize("group", ["model", "data", "trainer", "callbacks", "logger", "experiment", "paths"])
