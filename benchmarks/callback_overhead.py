@@ -1,0 +1,217 @@
+"""What the tuner callbacks cost a Tacotron2 training step: all of them on versus none, in one run.
+
+Both arms train the same ``Tacotron2Module`` in a Lightning ``Trainer`` on a repeated synthetic batch in
+NVIDIA's collate layout (batch 4, text 60, mel 300 by default, as ``throughput.py``), with a CSV logger and
+a validation every ``--val-every`` steps. The "on" arm adds every tuner callback, each with its rules
+switched on: ``ParamScheduler`` (guided-attention decay and an lr warm-up), ``SmartEarlyStopping``
+(patience, gradient, plateau, overfitting, divergence, alignment; warm-up long enough that none stops
+the run), ``MetricHistory`` (anomaly detection) and ``TrialPruning`` against an in-memory Optuna study
+(a pruner that never prunes, so both arms train the same number of steps).
+
+Arms alternate in rounds (off, on, on, off, ...) so that drift in the machine's load hits both alike.
+Two figures are printed:
+
+* end to end: median wall time of a training step (time between consecutive batch starts, so every
+  callback's batch hooks are in it) on / off, and the mean time per step including validations;
+* in hooks: the time spent inside the tuner callbacks' own hooks, measured around each hook call, per
+  training step and per validation, as a fraction of the "off" step time. On a noisy shared machine this is
+  the figure to trust: the end-to-end ratio swings by a few percent from one run to the next.
+
+Examples:
+    python benchmarks/callback_overhead.py --configs small
+    python benchmarks/callback_overhead.py --configs default small --rounds 2 --steps-per-round 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from throughput import make_batch, make_config
+
+from tacotron2_lightning.module import Tacotron2Module
+from tuner_callbacks import MetricHistory, ParamScheduler, SmartEarlyStopping
+
+log = logging.getLogger("benchmarks.callback_overhead")
+
+_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_validation_end", "on_validation_epoch_end",
+          "on_train_epoch_end", "on_fit_start", "on_train_start", "on_train_end", "on_before_optimizer_step")
+
+
+class StepTimer(pl.Callback):
+    """Wall time between consecutive training batch starts: one full step, every callback's hooks included."""
+
+    def __init__(self) -> None:
+        self.intervals: list[float] = []
+        self._last: float | None = None
+        self.validations = 0
+        self.total_s = 0.0  # the whole fit, set by run_arm
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.intervals.append(now - self._last)
+        self._last = now
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self.validations += 1
+
+
+class HookClock:
+    """Accumulates the time spent in the hooks of the callbacks it wraps, split by training vs validation."""
+
+    def __init__(self) -> None:
+        self.seconds = {"train": 0.0, "validation": 0.0, "other": 0.0}
+
+    def wrap(self, callback: pl.Callback) -> pl.Callback:
+        for name in _HOOKS:
+            hook = getattr(callback, name)
+            # Only hooks the callback overrides: the base class's empty ones cost nothing to measure.
+            if getattr(type(callback), name) is getattr(pl.Callback, name):
+                continue
+            kind = "train" if "batch" in name or "optimizer" in name else (
+                "validation" if "validation" in name else "other")
+            setattr(callback, name, self._timed(hook, kind))
+        return callback
+
+    def _timed(self, hook: Callable, kind: str) -> Callable:
+        @functools.wraps(hook)
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return hook(*args, **kwargs)
+            finally:
+                self.seconds[kind] += time.perf_counter() - start
+
+        return timed
+
+
+def tuner_callbacks(max_steps: int) -> list[pl.Callback]:
+    """Every tuner callback with its rules on, none of them stopping the run within ``max_steps``."""
+    callbacks: list[pl.Callback] = [
+        ParamScheduler({
+            "guided_attention": {"target": "module.guided_attention_weight", "strategy": "cosine", "start": 5.0,
+                                 "end": 0.0, "delay_steps": 2, "total_steps": 10 * max_steps},
+            "lr": {"target": "optimizer.lr", "strategy": "warmup", "warmup_start": 0.0, "warmup_steps": 2,
+                   "total_steps": 10 * max_steps, "end": 1e-5},
+        }),
+        SmartEarlyStopping(
+            monitor="val/loss", patience=1000, min_steps=10 * max_steps,
+            gradient={"window": 3, "min_slope": 1e-9}, plateau={"window": 3, "min_relative_spread": 1e-9},
+            overfitting={"train_monitor": "train/loss", "growing_checks": 1000},
+            divergence={"factor": 1e9},
+            alignment={"monitor": "val/alignment_score", "min_score": 0.0, "after_steps": 10 * max_steps}),
+        MetricHistory(export_formats=[]),
+    ]
+    try:
+        import optuna
+        from tuner_callbacks.pruning import TrialPruning
+    except ImportError:  # before the sweeper's pruning callback exists
+        return callbacks
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    callbacks.append(TrialPruning(monitor="val/loss", trial=study.ask()))
+    return callbacks
+
+
+def run_arm(module: Tacotron2Module, batch: tuple, steps: int, val_every: int, extra: list[pl.Callback],
+            root: Path) -> StepTimer:
+    timer = StepTimer()
+    loader = torch.utils.data.DataLoader([batch] * (steps + 1), batch_size=None)
+    val_loader = torch.utils.data.DataLoader([batch], batch_size=None)
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=steps, val_check_interval=val_every, limit_val_batches=1,
+        num_sanity_val_steps=0, callbacks=[timer, *extra], logger=pl.loggers.CSVLogger(root),
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        gradient_clip_val=1.0, default_root_dir=root, log_every_n_steps=1)
+    started = time.perf_counter()
+    trainer.fit(module, train_dataloaders=loader, val_dataloaders=val_loader)
+    timer.total_s = time.perf_counter() - started
+    return timer
+
+
+def benchmark(name: str, args: argparse.Namespace, root: Path) -> dict:
+    torch.manual_seed(0)
+    config = make_config(name)
+    batch = make_batch(args.batch_size, args.text_length, args.mel_length, config.n_mel_channels,
+                       torch.device("cpu"))
+    # Health metrics decode a little at each validation; capped short, as they are the same in both arms.
+    module = Tacotron2Module(model_config=config, guided_attention_weight=5.0, health_utterances=1,
+                             health_cap_ratio=0.2)
+    steps = args.steps_per_round
+    timers: dict[str, list[StepTimer]] = {"off": [], "on": []}
+    clock = HookClock()
+    for round_index in range(args.rounds):
+        order = ("off", "on") if round_index % 2 == 0 else ("on", "off")
+        for arm in order:
+            extra = [clock.wrap(c) for c in tuner_callbacks(steps)] if arm == "on" else []
+            timers[arm].append(run_arm(module, batch, steps, args.val_every, extra,
+                                       root / f"{name}-{arm}-{round_index}"))
+            log.info("%s round %d %s: %.2f s", name, round_index, arm, timers[arm][-1].total_s)
+
+    def step_median(arm: str) -> float:
+        # The first interval of each fit holds Lightning's start-up work: left out of the step figures.
+        return statistics.median(t for timer in timers[arm] for t in timer.intervals[1:])
+
+    def per_step_total(arm: str) -> float:
+        return sum(timer.total_s for timer in timers[arm]) / (steps * len(timers[arm]))
+
+    on_steps = steps * len(timers["on"])
+    validations = sum(timer.validations for timer in timers["on"])
+    off = step_median("off")
+    hooks_per_step = clock.seconds["train"] / on_steps
+    hooks_per_validation = clock.seconds["validation"] / max(validations, 1)
+    # What the hooks add to one step, validations spread over the steps between them.
+    hooks_amortised = hooks_per_step + clock.seconds["validation"] / on_steps + clock.seconds["other"] / on_steps
+    return {
+        "config": name, "off_step_s": off, "on_step_s": step_median("on"),
+        "end_to_end_ratio": step_median("on") / off,
+        "with_validation_ratio": per_step_total("on") / per_step_total("off"),
+        "hooks_ms_per_step": 1e3 * hooks_per_step, "hooks_ms_per_validation": 1e3 * hooks_per_validation,
+        "hooks_ratio": (off + hooks_amortised) / off,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", choices=["default", "small"], default=["default", "small"])
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--text-length", type=int, default=60)
+    parser.add_argument("--mel-length", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=2, help="off/on pairs, alternating order")
+    parser.add_argument("--steps-per-round", type=int, default=6, help="training steps per arm and round")
+    parser.add_argument("--val-every", type=int, default=3, help="validate every N training steps")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    args = parser.parse_args()
+    if args.rounds < 1 or args.steps_per_round < 2 or not 1 <= args.val_every <= args.steps_per_round:
+        parser.error("need --rounds >= 1, --steps-per-round >= 2 and 1 <= --val-every <= --steps-per-round")
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("pytorch_lightning", "lightning.pytorch", "tacotron2_lightning.model"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="pytorch_lightning")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    log.info("%d torch threads; batch %d, text %d, mel %d", torch.get_num_threads(), args.batch_size,
+             args.text_length, args.mel_length)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        results = [benchmark(name, args, Path(tmp)) for name in dict.fromkeys(args.configs)]
+    for r in results:
+        print(f"{r['config']}: step {r['off_step_s']:.3f} s off, {r['on_step_s']:.3f} s on; "
+              f"end-to-end ratio {r['end_to_end_ratio']:.3f} (steps), {r['with_validation_ratio']:.3f} "
+              f"(with validations); in tuner hooks {r['hooks_ms_per_step']:.2f} ms/step + "
+              f"{r['hooks_ms_per_validation']:.1f} ms/validation -> hooks ratio {r['hooks_ratio']:.4f} "
+              f"(target <= 1.01)")
+
+
+if __name__ == "__main__":
+    main()
