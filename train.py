@@ -3,13 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
-from tacotron2_lightning.training import metric_value, train
+from tacotron2_lightning.objective import objective_value
+from tacotron2_lightning.training import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float:
-    metrics, _ = train(cfg)
-    return metric_value(metrics, cfg.optimized_metric)
+def main(cfg: DictConfig) -> float | tuple[float, ...]:
+    metrics, objects = train(cfg)
+    return objective_value(cfg, metrics, objects)
 
 
 if __name__ == "__main__":

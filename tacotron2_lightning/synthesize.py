@@ -7,7 +7,8 @@ Command line::
 writes ``hello.wav`` and the attention alignment ``hello.png``. The checkpoint may be a Lightning checkpoint
 of :class:`~tacotron2_lightning.module.Tacotron2Module` (model size, audio settings and text cleaners come
 from its hyper-parameters) or an NVIDIA-format file such as NVIDIA's published ``tacotron2_statedict.pt``
-(NVIDIA's default model size, audio settings and ``english_cleaners``). Griffin-Lim audio is for listening
+(NVIDIA's default model size, audio settings and ``english_cleaners``), or a version in the MLflow model
+registry, ``models:/NAME@ALIAS`` (``--tracking-uri`` names the store). Griffin-Lim audio is for listening
 to what the model learnt, not for quality; a neural vocoder is out of scope here.
 """
 
@@ -51,7 +52,7 @@ class Synthesis(NamedTuple):
     stopped_on_gate: bool  # False: decoding hit max_decoder_steps before the gate fired
 
 
-def load_for_synthesis(checkpoint: str | Path) -> Tacotron2Module:
+def load_for_synthesis(checkpoint: str | Path, tracking_uri: str | None = None) -> Tacotron2Module:
     """Builds a :class:`Tacotron2Module` from a checkpoint file, in eval mode on CPU.
 
     Files are read with ``torch.load(weights_only=True)`` whenever they allow it (see
@@ -60,24 +61,26 @@ def load_for_synthesis(checkpoint: str | Path) -> Tacotron2Module:
     Args:
         checkpoint: a Lightning checkpoint of :class:`Tacotron2Module` (it has ``hyper_parameters``), or an
             NVIDIA-format file (``{'state_dict': ...}``, e.g. ``tacotron2_statedict.pt``), which is loaded
-            into a module with NVIDIA's default config. ``models:/NAME@ALIAS`` registry URIs are reserved.
+            into a module with NVIDIA's default config; or a model registry URI ``models:/NAME@ALIAS`` or
+            ``models:/NAME/VERSION``, whose checkpoint is downloaded to a temporary folder and loaded as above.
+        tracking_uri: the MLflow store of the registry, for ``models:/`` URIs (default: ``MLFLOW_TRACKING_URI``,
+            else ``sqlite:///outputs/mlflow.db``).
 
     Returns:
         The module, in eval mode.
 
     Raises:
         CheckpointError: the file is missing, unreadable, not a checkpoint, or its weights do not fit the
-            model; the message names the file and the missing, unexpected or mis-shaped keys.
-        NotImplementedError: for a ``models:/`` registry URI.
+            model; the message names the file and the missing, unexpected or mis-shaped keys. For a
+            ``models:/`` URI also an unknown model, version or alias (the message lists those that exist; the
+            cause is a :class:`~tuner_callbacks.registry.RegistryError`) or a version whose files are gone.
 
     Example:
         >>> module = load_for_synthesis("tacotron2_statedict.pt")
         >>> wav, mel, alignment, stopped_on_gate = synthesize(module, "Hello world.")
     """
     if str(checkpoint).startswith(REGISTRY_PREFIX):
-        # Hook for the MLflow model registry, which resolves the URI to a checkpoint file.
-        raise NotImplementedError(f"Model registry URIs such as {str(checkpoint)!r} are not supported yet (they "
-                                  "come with the model registry); pass a checkpoint file")
+        return _load_registered(str(checkpoint), tracking_uri)
     path = Path(checkpoint)
     content = read_checkpoint(path)
     hyper_parameters = content.get("hyper_parameters")
@@ -95,6 +98,27 @@ def load_for_synthesis(checkpoint: str | Path) -> Tacotron2Module:
         raise CheckpointError(f"{origin}: {error}") from error
     log.info("Loaded %s (%s)", path, origin)
     return module.eval()
+
+
+def _load_registered(uri: str, tracking_uri: str | None) -> Tacotron2Module:
+    """Loads a registry version's checkpoint; MLflow is imported only here, for those who use the registry."""
+    import tempfile
+
+    from tuner_callbacks.registry import Registry, RegistryError
+
+    with tempfile.TemporaryDirectory(prefix="synthesize-") as folder:
+        try:
+            registry = Registry(tracking_uri)
+            version = registry.resolve(uri)
+            path = registry.download(version, folder, include_data_config=False)
+        except RegistryError as error:
+            raise CheckpointError(str(error)) from error
+        try:
+            module = load_for_synthesis(path)
+        except CheckpointError as error:
+            raise CheckpointError(f"{uri} (version {version.version} of {version.name}): {error}") from error
+    log.info("%s is version %s of %s", uri, version.version, version.name)
+    return module
 
 
 def _module_from_hyper_parameters(hyper_parameters: Any, path: Path) -> Tacotron2Module:
@@ -199,7 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Synthesise text with a Tacotron2 checkpoint (Griffin-Lim audio) and plot its alignment.",
     )
     parser.add_argument("--checkpoint", required=True,
-                        help="Lightning checkpoint of Tacotron2Module, or an NVIDIA-format tacotron2_statedict.pt")
+                        help="Lightning checkpoint of Tacotron2Module, an NVIDIA-format tacotron2_statedict.pt, or a "
+                             "registered version: models:/NAME@ALIAS or models:/NAME/VERSION")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store of the model registry, for models:/ checkpoints (default: "
+                             "MLFLOW_TRACKING_URI, else sqlite:///outputs/mlflow.db)")
     parser.add_argument("--text", required=True, help="text to speak; {ARPAbet} groups are allowed")
     parser.add_argument("--out", type=Path, required=True, help="the wav file to write")
     parser.add_argument("--alignment-plot", type=Path, default=None,
@@ -231,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
 
     try:
-        module = load_for_synthesis(args.checkpoint)
+        module = load_for_synthesis(args.checkpoint, tracking_uri=args.tracking_uri)
     except (CheckpointError, NotImplementedError) as error:
         _fail(parser, error)
     if args.seed is not None:

@@ -101,6 +101,47 @@ def _summary(trainer: pl.Trainer, loggers: list[Any]) -> dict[str, Any]:
     return summary
 
 
+def _trial(cfg: DictConfig) -> DictConfig | None:
+    trial = cfg.get("trial")
+    return trial if trial is not None and trial.get("number") is not None else None
+
+
+def _tag_trial_run(cfg: DictConfig) -> None:
+    """Tags the MLflow run of a sweep trial with its study and number: the join key from MLflow to Optuna."""
+    trial, logger_cfg = _trial(cfg), cfg.get("logger") or {}
+    if trial is None or "mlflow" not in logger_cfg:
+        return
+    with open_dict(cfg):
+        tags = dict(logger_cfg.mlflow.get("tags") or {})
+        tags.update({"optuna.study": str(trial.study_name), "optuna.trial": str(trial.number)})
+        cfg.logger.mlflow.tags = tags
+
+
+def _record_trial(cfg: DictConfig, summary: dict[str, Any]) -> None:
+    """Stores the run's identity and outcome in its Optuna trial's user attributes (the join key from Optuna
+    to MLflow and the checkpoints); the sweeper and the sweep report read them."""
+    trial = _trial(cfg)
+    if trial is None or trial.get("storage") is None:
+        return
+    import optuna
+
+    from tuner_callbacks.optuna_storage import open_storage
+
+    attributes = {
+        "mlflow_run_id": summary["mlflow_run_id"], "output_dir": str(cfg.paths.output_dir),
+        "best_checkpoint": summary["best_checkpoint"], "last_checkpoint": summary["last_checkpoint"],
+        "global_step": summary["global_step"], "max_steps": cfg.trainer.get("max_steps"),
+    }
+    try:
+        storage = open_storage(trial.storage)
+        study = optuna.load_study(study_name=trial.study_name, storage=storage)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, int(trial.number))
+        for key, value in attributes.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+    except Exception as error:  # the trained model matters more than its bookkeeping
+        log.warning("Could not record the run in trial %s of study %s: %s", trial.number, trial.study_name, error)
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Trains as configured; returns (final metrics, the objects built, plus a ``summary`` dict)."""
     validate_config(cfg)
@@ -114,6 +155,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         report = load_nvidia_checkpoint(module.model, cfg.init_from, ignore_layers=list(cfg.get("ignore_layers", [])))
         log.info("Warm start from %s (kept fresh: %s)", cfg.init_from, report["ignored"] or "nothing")
     callbacks = instantiate_group(cfg.get("callbacks"))
+    _tag_trial_run(cfg)
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:
         # Lightning refuses a LearningRateMonitor without a logger; `logger=none` should just work.
@@ -126,17 +168,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     summary = _summary(trainer, loggers)
     if trainer.is_global_zero:
+        _record_trial(cfg, summary)
+    if trainer.is_global_zero:
         _print_summary(summary, metrics, cfg.get("optimized_metric"))
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "summary": summary}
-
-
-def metric_value(metrics: Mapping[str, float], name: str) -> float:
-    """The value a sweep optimises; raises naming the metric when it was not logged."""
-    if name not in metrics:
-        raise ConfigError(
-            f"optimized_metric={name!r} was not logged; logged metrics are {sorted(metrics)}"
-        )
-    return metrics[name]
 
 
 def _print_summary(summary: dict[str, Any], metrics: Mapping[str, float], optimized: str | None) -> None:

@@ -1,0 +1,230 @@
+"""The sweep loop: ask Optuna for trials, launch them through Hydra's launcher, tell Optuna how each ended."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import get_method
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from hydra_plugins.smart_optuna_sweeper._liveness import Heartbeat, recover_stale_trials
+from hydra_plugins.smart_optuna_sweeper._results import write_results
+from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace, SearchSpaceError, encode_value
+from tuner_callbacks.optuna_storage import JOURNAL_PREFIX, open_storage
+
+log = logging.getLogger(__name__)
+
+_DIRECTIONS = ("minimize", "maximize")
+_STALE_MODES = ("fail", "requeue")
+
+
+class SweepError(RuntimeError):
+    """The sweep stopped: too many failed trials, or a config the sweeper cannot use (names it)."""
+
+
+class SmartOptunaSweeperImpl(Sweeper):
+    def __init__(self, sampler: Any, pruner: Any, direction: Any, storage: str | None, study_name: str | None,
+                 n_trials: int, n_jobs: int, max_failure_rate: float, params: DictConfig | None,
+                 custom_search_space: str | None, stale_trials: str, heartbeat_interval_s: float,
+                 stale_after_s: float, report: bool, alerts: DictConfig | None) -> None:
+        self.directions = [direction] if isinstance(direction, str) else list(direction)
+        bad = [d for d in self.directions if d not in _DIRECTIONS]
+        if not self.directions or bad:
+            raise SweepError(f"hydra.sweeper.direction must be 'minimize', 'maximize' or a list of them, got "
+                             f"{direction!r}")
+        for name, value, low in (("n_trials", n_trials, 1), ("n_jobs", n_jobs, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise SweepError(f"hydra.sweeper.{name} must be an integer >= {low}, got {value!r}")
+        if not 0.0 <= max_failure_rate <= 1.0:
+            raise SweepError(f"hydra.sweeper.max_failure_rate must be in [0, 1], got {max_failure_rate!r}")
+        if stale_trials not in _STALE_MODES:
+            raise SweepError(f"hydra.sweeper.stale_trials must be one of {_STALE_MODES}, got {stale_trials!r}")
+        # Hydra instantiates both (the grid sampler partially: its grid comes from the search space).
+        self.sampler_cfg, self.pruner = sampler, pruner
+        self.storage_url, self.study_name = storage, study_name
+        self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
+        self.params = params or {}
+        self.custom_search_space = get_method(custom_search_space) if custom_search_space else None
+        self.stale_trials, self.heartbeat_interval_s, self.stale_after_s = (stale_trials, heartbeat_interval_s,
+                                                                            stale_after_s)
+        self.report, self.alerts = report, alerts
+        self.job_idx = 0
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
+                                                                task_function=task_function)
+        self.sweep_dir = Path(config.hydra.sweep.dir).absolute()
+
+    # -- building blocks -------------------------------------------------------------------------------------
+
+    def _storage_url(self) -> str:
+        if self.storage_url:
+            if self.storage_url.startswith(JOURNAL_PREFIX):  # jobs may run elsewhere: an absolute path
+                path = Path(self.storage_url[len(JOURNAL_PREFIX):]).absolute()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                return f"{JOURNAL_PREFIX}{path}"
+            return self.storage_url
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.sweep_dir / 'optuna.db'}"
+
+    def _sampler(self, space: SearchSpace) -> optuna.samplers.BaseSampler:
+        if isinstance(self.sampler_cfg, functools.partial):  # a sampler built from the space: GridSampler
+            grid = {name: _grid_values(name, d) for name, d in space.distributions.items()}
+            size = math.prod(len(values) for values in grid.values())
+            if self.n_trials > size:
+                log.info("GridSampler: %d points, so n_trials %d -> %d", size, self.n_trials, size)
+                self.n_trials = size
+            return self.sampler_cfg(search_space=grid)
+        return self.sampler_cfg
+
+    def _create_study(self, space: SearchSpace, storage_url: str) -> optuna.Study:
+        study_name = self.study_name or self.sweep_dir.name
+        try:
+            study = optuna.create_study(study_name=study_name, storage=open_storage(storage_url),
+                                        sampler=self._sampler(space), pruner=self.pruner,
+                                        directions=self.directions, load_if_exists=True)
+        except ValueError as error:  # e.g. an existing study with other directions
+            raise SweepError(f"study {study_name!r} in {storage_url}: {error}") from error
+        if [d.name.lower() for d in study.directions] != self.directions:
+            raise SweepError(f"study {study_name!r} in {storage_url} exists with directions "
+                             f"{[d.name.lower() for d in study.directions]}, not {self.directions}")
+        return study
+
+    def _trial_overrides(self, trial: optuna.Trial, space: SearchSpace, storage_url: str) -> list[str]:
+        for name, distribution in space.distributions.items():
+            trial._suggest(name, distribution)
+        if self.custom_search_space is not None:
+            self.custom_search_space(self.config, trial)
+        for name, value in space.fixed.items():
+            trial.set_user_attr(name, value)
+        return [*space.overrides(trial.params),
+                f"++trial.study_name={encode_value(trial.study.study_name)}",
+                f"++trial.storage={encode_value(storage_url)}", f"++trial.number={trial.number}"]
+
+    # -- the loop --------------------------------------------------------------------------------------------
+
+    def sweep(self, arguments: list[str]) -> list[Any]:
+        params = [f"{key}={value}" for key, value in self.params.items()]
+        try:
+            space = SearchSpace.from_overrides([*params, *arguments])
+        except SearchSpaceError as error:
+            raise SweepError(f"hydra.sweeper.params: {error}") from error
+        storage_url = self._storage_url()
+        study = self._create_study(space, storage_url)
+        recover_stale_trials(study, self.stale_after_s, requeue=self.stale_trials == "requeue")
+        done = _counted(study)
+        log.info("Study %r in %s: %d of %d trials done; sampler %s, pruner %s, directions %s", study.study_name,
+                 storage_url, done, self.n_trials, type(study.sampler).__name__, type(study.pruner).__name__,
+                 self.directions)
+        failures, launched, returns = 0, 0, []
+        started = time.monotonic()
+        while done < self.n_trials:
+            batch = min(self.n_jobs, self.n_trials - done)
+            trials = [study.ask() for _ in range(batch)]
+            overrides = [self._trial_overrides(trial, space, storage_url) for trial in trials]
+            outcomes = self._launch(study, trials, overrides)
+            for trial, (state, values, error) in zip(trials, outcomes, strict=True):
+                if error:
+                    study._storage.set_trial_user_attr(trial._trial_id, "error", error)
+                    log.warning("Trial %d failed: %s", trial.number, error)
+                study.tell(trial, state=state, values=values, skip_if_finished=True)
+                log.info("Trial %d: %s%s", trial.number, state.name, f" {values}" if values else "")
+                failures += state == TrialState.FAIL
+            returns.extend(outcomes)
+            launched += batch
+            done = _counted(study)
+            if failures > self.max_failure_rate * self.n_trials:
+                self._finish(study, storage_url, time.monotonic() - started)
+                raise SweepError(f"{failures} of {launched} trials failed, more than max_failure_rate="
+                                 f"{self.max_failure_rate} of n_trials={self.n_trials}; the errors are in each "
+                                 f"trial's user attribute 'error' (study {study.study_name!r} in {storage_url})")
+        self._finish(study, storage_url, time.monotonic() - started)
+        return returns
+
+    def _launch(self, study: optuna.Study, trials: Sequence[optuna.Trial], overrides: list[list[str]]
+                ) -> list[tuple[TrialState, list[float] | None, str | None]]:
+        with Heartbeat(study, [t._trial_id for t in trials], self.heartbeat_interval_s):
+            try:
+                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            except Exception as error:  # e.g. a joblib worker killed by the OOM killer takes the batch with it
+                return [(TrialState.FAIL, None, f"launcher: {type(error).__name__}: {error}")] * len(trials)
+            finally:
+                self.job_idx += len(trials)
+        return [self._outcome(ret) for ret in returns]
+
+    def _outcome(self, job_return: Any) -> tuple[TrialState, list[float] | None, str | None]:
+        try:
+            value = job_return.return_value
+        except optuna.TrialPruned:
+            return TrialState.PRUNED, None, None
+        except Exception as error:
+            return TrialState.FAIL, None, f"{type(error).__name__}: {error}"
+        try:
+            values = [float(v) for v in (value if isinstance(value, Sequence) and not isinstance(value, str)
+                                         else [value])]
+        except (TypeError, ValueError):
+            return TrialState.FAIL, None, f"the job returned {value!r}, not a number or a list of numbers"
+        if len(values) != len(self.directions):
+            return TrialState.FAIL, None, (f"the job returned {len(values)} values for {len(self.directions)} "
+                                           "directions")
+        if not all(math.isfinite(v) for v in values):
+            return TrialState.FAIL, None, f"the objective is not finite: {values}"
+        return TrialState.COMPLETE, values, None
+
+    def _finish(self, study: optuna.Study, storage_url: str, seconds: float) -> None:
+        path = write_results(study, self.sweep_dir, storage_url)
+        counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+        log.info("Sweep of %s done in %.0f s: %s; results in %s", study.study_name, seconds, dict(counts), path)
+        tracking_uri = OmegaConf.select(self.config, "paths.mlflow_tracking_uri", default=None)
+        if self.report:
+            try:
+                from tuner_callbacks.report import build_report
+
+                build_report(storage_url, study.study_name, out_path=self.sweep_dir / "report.html",
+                             tracking_uri=tracking_uri)
+            except Exception as error:  # the study is safe in its storage; the report can be rebuilt
+                log.warning("Could not write the sweep report: %s (rebuild it with python -m "
+                            "tuner_callbacks.report --storage %s --study %s)", error, storage_url, study.study_name)
+        if self.alerts is not None:
+            _send_summary_alert(self.alerts, study, counts)
+
+
+def _counted(study: optuna.Study) -> int:
+    """Trials that count towards n_trials: every finished one except those a killed sweep left behind."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state.is_finished() and not t.user_attrs.get("interrupted"))
+
+
+def _grid_values(name: str, distribution: optuna.distributions.BaseDistribution) -> list[Any]:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices)
+    if isinstance(distribution, IntDistribution) and not distribution.log:
+        return list(range(distribution.low, distribution.high + 1, distribution.step))
+    if isinstance(distribution, FloatDistribution) and distribution.step is not None:
+        count = int(round((distribution.high - distribution.low) / distribution.step)) + 1
+        return [distribution.low + i * distribution.step for i in range(count)]
+    raise SweepError(f"GridSampler needs discrete parameters (choice or range); {name} is {distribution}")
+
+
+def _send_summary_alert(settings: DictConfig, study: optuna.Study, counts: Counter) -> None:
+    try:
+        from tuner_callbacks.alerts import send_sweep_summary
+
+        send_sweep_summary(study, dict(counts), **OmegaConf.to_container(settings, resolve=True))
+    except Exception as error:  # an alert channel never fails a sweep
+        log.warning("Could not send the sweep summary alert: %s", error)

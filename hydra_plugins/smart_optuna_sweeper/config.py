@@ -1,0 +1,140 @@
+"""Config schema of the ``smart_optuna`` sweeper, registered in Hydra's ConfigStore.
+
+Search spaces are written as in hydra-optuna-sweeper (``params:`` with ``choice``/``range``/``interval``/
+``tag(log, ...)``), so their configs port by changing ``override /hydra/sweeper: optuna`` to
+``smart_optuna``. Samplers and pruners are config groups (``hydra/sweeper/sampler=random``) or any
+``_target_``.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+# OmegaConf reads these annotations at runtime: Optional[...] rather than "X | None".
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class TPESamplerConf:
+    _target_: str = "optuna.samplers.TPESampler"
+    seed: Optional[int] = None
+    n_startup_trials: int = 10
+    multivariate: bool = True  # models parameters jointly: better on Tacotron2's correlated lr/batch/weights
+    constant_liar: bool = True  # parallel trials do not all sample the same promising point
+    group: bool = False
+
+
+@dataclass
+class RandomSamplerConf:
+    _target_: str = "optuna.samplers.RandomSampler"
+    seed: Optional[int] = None
+
+
+@dataclass
+class CmaEsSamplerConf:
+    _target_: str = "optuna.samplers.CmaEsSampler"
+    seed: Optional[int] = None
+    n_startup_trials: int = 1
+    sigma0: Optional[float] = None
+
+
+@dataclass
+class GPSamplerConf:
+    _target_: str = "optuna.samplers.GPSampler"
+    seed: Optional[int] = None
+    n_startup_trials: int = 10
+
+
+@dataclass
+class NSGAIISamplerConf:
+    _target_: str = "optuna.samplers.NSGAIISampler"
+    seed: Optional[int] = None
+    population_size: int = 50
+    mutation_prob: Optional[float] = None
+    crossover_prob: float = 0.9
+    swapping_prob: float = 0.5
+
+
+@dataclass
+class GridSamplerConf:
+    # The grid is built from `params` (every distribution must be discrete: choice or range).
+    _target_: str = "optuna.samplers.GridSampler"
+    _partial_: bool = True
+    seed: Optional[int] = None
+
+
+@dataclass
+class MedianPrunerConf:
+    _target_: str = "optuna.pruners.MedianPruner"
+    n_startup_trials: int = 2  # complete trials before any pruning
+    n_warmup_steps: int = 0  # global steps of a trial before it can be pruned
+    interval_steps: int = 1
+    n_min_trials: int = 1
+
+
+@dataclass
+class PercentilePrunerConf:
+    _target_: str = "optuna.pruners.PercentilePruner"
+    percentile: float = 25.0
+    n_startup_trials: int = 2
+    n_warmup_steps: int = 0
+    interval_steps: int = 1
+    n_min_trials: int = 1
+
+
+@dataclass
+class SuccessiveHalvingPrunerConf:
+    _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
+    min_resource: Any = "auto"
+    reduction_factor: int = 4
+    min_early_stopping_rate: int = 0
+
+
+@dataclass
+class HyperbandPrunerConf:
+    _target_: str = "optuna.pruners.HyperbandPruner"
+    min_resource: int = 1
+    max_resource: Any = "auto"
+    reduction_factor: int = 3
+
+
+@dataclass
+class NopPrunerConf:
+    _target_: str = "optuna.pruners.NopPruner"
+
+
+@dataclass
+class SmartOptunaSweeperConf:
+    _target_: str = "hydra_plugins.smart_optuna_sweeper.smart_optuna_sweeper.SmartOptunaSweeper"
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
+
+    sampler: Any = MISSING
+    pruner: Any = MISSING
+    # "minimize" / "maximize", or a list of them for a multi-objective study (the job returns a tuple).
+    direction: Any = "minimize"
+    # null: sqlite:///<sweep dir>/optuna.db. Also any SQLAlchemy URL (postgresql://...) or journal:<file path>.
+    storage: Optional[str] = None
+    study_name: Optional[str] = None  # null: the sweep folder's name
+    n_trials: int = 20  # trials in the study in all, counting those of earlier runs of the same command
+    n_jobs: int = 1  # trials launched together (run in parallel by launchers such as joblib)
+    max_failure_rate: float = 0.5  # stop the sweep once more than this fraction of its trials failed
+    params: Optional[dict[str, Any]] = None
+    custom_search_space: Optional[str] = None  # "module.function(cfg, trial)" adding trial.suggest_* calls
+    # A trial left RUNNING by a killed sweep: "fail" marks it FAIL; "requeue" also enqueues its params again.
+    stale_trials: str = "fail"
+    heartbeat_interval_s: float = 30.0  # how often a sweep marks its running trials as alive in the storage
+    stale_after_s: float = 300.0  # a RUNNING trial unheard of for this long is stale (same host: a dead pid is)
+    report: bool = True  # write report.html (tuner_callbacks.report) into the sweep folder at the end
+    # e.g. {min_level: info}: a sweep summary through tuner_callbacks.alerts
+    alerts: Optional[dict[str, Any]] = None
+
+
+_STORE = ConfigStore.instance()
+_STORE.store(group="hydra/sweeper", name="smart_optuna", node=SmartOptunaSweeperConf, provider="smart_tuner")
+for _name, _node in {"tpe": TPESamplerConf, "random": RandomSamplerConf, "cmaes": CmaEsSamplerConf,
+                     "gp": GPSamplerConf, "nsgaii": NSGAIISamplerConf, "grid": GridSamplerConf}.items():
+    _STORE.store(group="hydra/sweeper/sampler", name=_name, node=_node, provider="smart_tuner")
+for _name, _node in {"median": MedianPrunerConf, "percentile": PercentilePrunerConf,
+                     "successive_halving": SuccessiveHalvingPrunerConf, "hyperband": HyperbandPrunerConf,
+                     "nop": NopPrunerConf}.items():
+    _STORE.store(group="hydra/sweeper/pruner", name=_name, node=_node, provider="smart_tuner")
