@@ -115,7 +115,8 @@ def objective_value(cfg: DictConfig, metrics: Mapping[str, float], objects: Mapp
     if trainer is not None and pruned_by_trial_pruning(trainer):
         import optuna
 
-        raise optuna.TrialPruned(get_stop_reason(trainer).message)
+        reason = get_stop_reason(trainer)
+        raise optuna.TrialPruned(reason.message if reason else "pruned")
     objective = cfg.get("objective")
     if objective is None:
         return metric_value(metrics, cfg.optimized_metric)

@@ -28,3 +28,32 @@ def open_storage(url: str) -> Any:
                          f"{JOURNAL_PREFIX}<file>")
     engine_kwargs = {"connect_args": {"timeout": _SQLITE_LOCK_TIMEOUT_S}} if url.startswith("sqlite") else {}
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+
+
+# Optuna keeps no pruner in the storage: a job loading the study would get the default MedianPruner, not the one
+# the sweep was configured with. The sweeper records its pruner's config here; TrialPruning rebuilds it.
+PRUNER_ATTR = "smart_tuner:pruner"
+
+
+def record_pruner(study: Any, pruner_config: dict[str, Any]) -> None:
+    """Stores a pruner's ``{"_target_": ..., **kwargs}`` config in the study's system attributes."""
+    study._storage.set_study_system_attr(study._study_id, PRUNER_ATTR, pruner_config)
+
+
+def load_study_with_pruner(study_name: str, storage_url: str) -> Any:
+    """The study, with the pruner its sweep recorded (Optuna's default when none was)."""
+    import importlib
+
+    import optuna
+
+    storage = open_storage(storage_url)
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError as error:
+        raise ValueError(f"no study {study_name!r} in {storage_url}") from error
+    config = dict(storage.get_study_system_attrs(study_id).get(PRUNER_ATTR) or {})
+    pruner = None
+    if config:
+        module, _, name = config.pop("_target_").rpartition(".")
+        pruner = getattr(importlib.import_module(module), name)(**config)
+    return optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)

@@ -62,9 +62,9 @@ class TrialPruning(pl.Callback):
         if self._trial is None and self.trial_number is not None:
             import optuna
 
-            from tuner_callbacks.optuna_storage import open_storage
+            from tuner_callbacks.optuna_storage import load_study_with_pruner
 
-            study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.storage))
+            study = load_study_with_pruner(self.study_name, self.storage)
             trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, self.trial_number)
             self._trial = optuna.trial.Trial(study, trial_id)
         return self._trial
@@ -129,6 +129,7 @@ class TrialPruning(pl.Callback):
 
 
 def pruned_by_trial_pruning(trainer: pl.Trainer) -> bool:
-    """Whether the run ended because a pruner rejected its trial."""
+    """Whether a pruner rejected the run's trial (even if another callback stopped the run in the same step)."""
     reason = get_stop_reason(trainer)
-    return reason is not None and reason.source == "pruning"
+    return (reason is not None and reason.source == "pruning") or any(
+        isinstance(callback, TrialPruning) and callback.pruned for callback in trainer.callbacks)

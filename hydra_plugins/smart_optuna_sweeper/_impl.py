@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from hydra_plugins.smart_optuna_sweeper._liveness import Heartbeat, recover_stale_trials
 from hydra_plugins.smart_optuna_sweeper._results import write_results
 from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace, SearchSpaceError, encode_value
-from tuner_callbacks.optuna_storage import JOURNAL_PREFIX, open_storage
+from tuner_callbacks.optuna_storage import JOURNAL_PREFIX, open_storage, record_pruner
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,9 @@ class SmartOptunaSweeperImpl(Sweeper):
                                         directions=self.directions, load_if_exists=True)
         except ValueError as error:  # e.g. an existing study with other directions
             raise SweepError(f"study {study_name!r} in {storage_url}: {error}") from error
+        pruner_config = OmegaConf.select(self.config, "hydra.sweeper.pruner")
+        if pruner_config is not None:
+            record_pruner(study, OmegaConf.to_container(pruner_config, resolve=True))
         if [d.name.lower() for d in study.directions] != self.directions:
             raise SweepError(f"study {study_name!r} in {storage_url} exists with directions "
                              f"{[d.name.lower() for d in study.directions]}, not {self.directions}")
@@ -108,8 +111,6 @@ class SmartOptunaSweeperImpl(Sweeper):
             trial._suggest(name, distribution)
         if self.custom_search_space is not None:
             self.custom_search_space(self.config, trial)
-        for name, value in space.fixed.items():
-            trial.set_user_attr(name, value)
         return [*space.overrides(trial.params),
                 f"++trial.study_name={encode_value(trial.study.study_name)}",
                 f"++trial.storage={encode_value(storage_url)}", f"++trial.number={trial.number}"]

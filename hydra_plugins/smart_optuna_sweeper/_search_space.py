@@ -46,7 +46,7 @@ class SearchSpace:
                 (override,) = OverridesParser.create().parse_overrides([text])
             except Exception as error:
                 raise SearchSpaceError(f"cannot parse sweep override {text!r}: {error}") from error
-            key = override.get_key_element()
+            key = override.key_or_group + (f"@{override.package}" if override.package else "")
             space.distributions.pop(key, None)
             space.fixed.pop(key, None)
             space.prefixes[key] = _PREFIX.get(override.type.name, "")
