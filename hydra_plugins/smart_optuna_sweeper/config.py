@@ -66,7 +66,7 @@ class GridSamplerConf:
 @dataclass
 class MedianPrunerConf:
     _target_: str = "optuna.pruners.MedianPruner"
-    n_startup_trials: int = 2  # complete trials before any pruning
+    n_startup_trials: int = 3  # complete trials before any pruning: a median of fewer is noise
     n_warmup_steps: int = 0  # global steps of a trial before it can be pruned
     interval_steps: int = 1
     n_min_trials: int = 1
