@@ -3,6 +3,7 @@ study in SQLite, real (tiny) Tacotron2 trials."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -91,6 +92,12 @@ def test_a_sweep_runs_records_each_trial_and_resumes_to_the_total_n_trials(tmp_p
         assert float(run.data.params["model/learning_rate"]) == pytest.approx(trial.params["model.learning_rate"])
         assert trial.user_attrs["global_step"] == 4 and trial.user_attrs["max_steps"] == 4
         assert sorted(trial.intermediate_values) == [2, 4]  # reported by global step
+    # Optuna's own tools read the study (optuna-dashboard takes the same storage URL).
+    listed = subprocess.run([str(Path(sys.executable).parent / "optuna"), "trials", "--study-name", "search",
+                             "--storage", f"sqlite:///{sweep_dir}/optuna.db", "-f", "json"],
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(row["number"] for row in json.loads(listed.stdout)) == [0, 1, 2]
     # The same command again, with a larger budget: the three trials are kept, one more runs.
     sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=4", "data.batch_size=choice(2, 4)")
     *kept, new = states(load(tmp_path))
