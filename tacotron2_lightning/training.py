@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 RUN_ID_FILE = "mlflow_run_id.txt"  # written in each run folder, so a resumed run continues its MLflow run
 _SECRET_KEY = re.compile(r"token|secret|password|api_key", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^/\s]*@")  # postgresql://user:PASSWORD@host/db
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -41,6 +42,8 @@ def flatten_for_params(config: Mapping[str, Any], prefix: str = "") -> dict[str,
             flat.update(flatten_for_params(value, f"{name}/"))
         elif _SECRET_KEY.search(str(key)):
             flat[name] = "***"
+        elif isinstance(value, str):
+            flat[name] = _URL_PASSWORD.sub(r"\1***@", value)
         else:
             flat[name] = value
     return flat

@@ -122,3 +122,14 @@ def test_train_py_runs_and_names_a_metric_that_was_not_logged(tmp_path, shared_c
                          text=True, timeout=300)
     assert bad.returncode != 0
     assert "optimized_metric='val/nope' was not logged" in bad.stderr
+
+
+def test_run_params_mask_secrets_and_database_passwords():
+    from tacotron2_lightning.training import flatten_for_params
+
+    flat = flatten_for_params({"alerts": {"token": "123:ABC", "chat_id": 5}, "api_key": "k",
+                               "trial": {"storage": "postgresql://tuner:p@ss@db:5432/optuna", "number": 3},
+                               "paths": {"mlflow_tracking_uri": "http://mlflow:5000"}})
+    assert flat == {"alerts/token": "***", "alerts/chat_id": 5, "api_key": "***",
+                    "trial/storage": "postgresql://tuner:***@db:5432/optuna", "trial/number": 3,
+                    "paths/mlflow_tracking_uri": "http://mlflow:5000"}
