@@ -3,11 +3,19 @@ from study name + storage + number as the sweeper passes them."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import optuna
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from tests.toy_module import ToyRegression, toy_loader, toy_trainer
+from tests.train_configs import ROOT
 from tuner_callbacks import get_stop_reason
 from tuner_callbacks.optuna_storage import record_pruner
 from tuner_callbacks.pruning import TrialPruning, pruned_by_trial_pruning
@@ -113,3 +121,44 @@ def test_multi_objective_studies_switch_pruning_off(tmp_path):
 def test_bad_arguments_are_named(kwargs, named):
     with pytest.raises(ValueError, match=named):
         TrialPruning(**kwargs)
+
+
+@pytest.mark.slow
+def test_under_ddp_rank_zero_reports_and_its_decision_stops_both_ranks(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="ddp", storage=storage)
+    record_pruner(study, {"_target_": "optuna.pruners.ThresholdPruner", "upper": 2.0})
+    number = study.ask().number
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "tests.test_pruning", str(tmp_path), storage, str(number)],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    # Rank 0's validation loss crosses the threshold at step 4; rank 1's never does, yet both stop there.
+    assert [r["step"] for r in ranks] == [4, 4] and [r["pruned"] for r in ranks] == [True, True]
+    assert [r["loaded_trial"] for r in ranks] == [True, False]  # only rank zero talked to the study
+    trial = optuna.load_study(study_name="ddp", storage=storage).trials[number]
+    assert trial.intermediate_values == {2: 1.0, 4: 3.0}  # rank 0's values, each step once
+
+
+class PerRankLoss(ToyRegression):
+    def on_fit_start(self):
+        self.scripted = {"val/loss": [[1.0, 3.0, 3.0], [1.0, 1.0, 1.0]][self.global_rank]}
+
+
+class WritePruned(pl.Callback):
+    def __init__(self, out_dir: Path, pruning: TrialPruning):
+        self.out_dir, self.pruning = out_dir, pruning
+
+    def on_train_end(self, trainer, pl_module):
+        (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps({
+            "step": trainer.global_step, "pruned": self.pruning.pruned,
+            "loaded_trial": self.pruning._trial is not None}))
+
+
+if __name__ == "__main__":  # the DDP test's two processes
+    out_dir, storage_url, trial_number = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    pruning = TrialPruning(monitor="val/loss", study_name="ddp", storage=storage_url, trial_number=trial_number)
+    ddp_trainer = toy_trainer(out_dir, [pruning, WritePruned(out_dir, pruning)], devices=2, strategy="ddp",
+                              max_steps=6, val_check_interval=2)
+    ddp_trainer.fit(PerRankLoss(scripted={"val/loss": [1.0]}), toy_loader(n=64), toy_loader(n=8))
