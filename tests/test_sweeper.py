@@ -187,13 +187,19 @@ def test_a_trial_of_a_live_sweep_on_another_host_is_not_stale_until_its_heartbea
 
 
 @pytest.mark.slow
-def test_trials_run_in_parallel_through_the_joblib_launcher(tmp_path, shared_cache):
+def test_parallel_trials_through_the_joblib_launcher_start_as_soon_as_a_slot_frees(tmp_path, shared_cache):
+    (tmp_path / "outputs" / "sweeps" / "search").mkdir(parents=True)
+    study = optuna.create_study(study_name="search", storage=f"sqlite:///{tmp_path}/outputs/sweeps/search/optuna.db")
+    for max_steps in (24, 4, 4):  # trial 0 is long; trial 1 ends early and frees its slot for trial 2
+        study.enqueue_trial({"trainer.max_steps": max_steps})
     sweep(tmp_path, shared_cache, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
-          "hydra.sweeper.n_trials=2", "logger=none")
+          "hydra.sweeper.n_trials=3", "logger=none", "trainer.max_steps=choice(4, 24)",
+          "hydra/sweeper/pruner=nop")
     study = load(tmp_path)
-    assert states(study) == [TrialState.COMPLETE] * 2
-    first, second = study.trials
-    # Both were running at once: each started before the other completed.
-    assert first.datetime_start < second.datetime_complete and second.datetime_start < first.datetime_complete
+    assert states(study) == [TrialState.COMPLETE] * 3
+    long, short, next_one = study.trials
+    assert long.user_attrs["global_step"] == 24 and short.user_attrs["global_step"] == 4
+    assert short.datetime_start < long.datetime_complete  # ran side by side
+    assert next_one.datetime_start < long.datetime_complete  # did not wait for the whole batch
     assert {t.user_attrs["output_dir"] for t in study.trials} == {
-        str(tmp_path / "outputs" / "sweeps" / "search" / f"trial_{n}") for n in (0, 1)}
+        str(tmp_path / "outputs" / "sweeps" / "search" / f"trial_{n}") for n in (0, 1, 2)}

@@ -48,7 +48,7 @@ def local_store_path(uri: str) -> Path | None:
         return None if path in ("", ":memory:") or path.startswith("sqlite:") else Path(path)
     if uri.startswith("file:"):
         return Path(uri.removeprefix("file://").removeprefix("file:"))
-    if "://" not in uri:
+    if "://" not in uri and uri not in ("databricks", "databricks-uc", "uc"):
         return Path(uri)
     return None
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 _DIRECTIONS = ("minimize", "maximize")
 _STALE_MODES = ("fail", "requeue")
+_LAUNCH_MODES = ("auto", "batch", "continuous")
 
 
 class SweepError(RuntimeError):
@@ -38,7 +41,7 @@ class SmartOptunaSweeperImpl(Sweeper):
     def __init__(self, sampler: Any, pruner: Any, direction: Any, storage: str | None, study_name: str | None,
                  n_trials: int, n_jobs: int, max_failure_rate: float, params: DictConfig | None,
                  custom_search_space: str | None, stale_trials: str, heartbeat_interval_s: float,
-                 stale_after_s: float, report: bool, alerts: DictConfig | None) -> None:
+                 stale_after_s: float, report: bool, alerts: DictConfig | None, launch_mode: str = "auto") -> None:
         self.directions = [direction] if isinstance(direction, str) else list(direction)
         bad = [d for d in self.directions if d not in _DIRECTIONS]
         if not self.directions or bad:
@@ -49,6 +52,8 @@ class SmartOptunaSweeperImpl(Sweeper):
                 raise SweepError(f"hydra.sweeper.{name} must be an integer >= {low}, got {value!r}")
         if not 0.0 <= max_failure_rate <= 1.0:
             raise SweepError(f"hydra.sweeper.max_failure_rate must be in [0, 1], got {max_failure_rate!r}")
+        if launch_mode not in _LAUNCH_MODES:
+            raise SweepError(f"hydra.sweeper.launch_mode must be one of {_LAUNCH_MODES}, got {launch_mode!r}")
         if stale_trials not in _STALE_MODES:
             raise SweepError(f"hydra.sweeper.stale_trials must be one of {_STALE_MODES}, got {stale_trials!r}")
         # Hydra instantiates both (the grid sampler partially: its grid comes from the search space).
@@ -59,7 +64,7 @@ class SmartOptunaSweeperImpl(Sweeper):
         self.custom_search_space = get_method(custom_search_space) if custom_search_space else None
         self.stale_trials, self.heartbeat_interval_s, self.stale_after_s = (stale_trials, heartbeat_interval_s,
                                                                             stale_after_s)
-        self.report, self.alerts = report, alerts
+        self.report, self.alerts, self.launch_mode = report, alerts, launch_mode
         self.job_idx = 0
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -130,40 +135,88 @@ class SmartOptunaSweeperImpl(Sweeper):
         log.info("Study %r in %s: %d of %d trials done; sampler %s, pruner %s, directions %s", study.study_name,
                  storage_url, done, self.n_trials, type(study.sampler).__name__, type(study.pruner).__name__,
                  self.directions)
-        failures, launched, returns = 0, 0, []
         started = time.monotonic()
-        while done < self.n_trials:
-            batch = min(self.n_jobs, self.n_trials - done)
-            trials = [study.ask() for _ in range(batch)]
-            overrides = [self._trial_overrides(trial, space, storage_url) for trial in trials]
-            outcomes = self._launch(study, trials, overrides)
-            for trial, (state, values, error) in zip(trials, outcomes, strict=True):
-                if error:
-                    study._storage.set_trial_user_attr(trial._trial_id, "error", error)
-                    log.warning("Trial %d failed: %s", trial.number, error)
-                study.tell(trial, state=state, values=values, skip_if_finished=True)
-                log.info("Trial %d: %s%s", trial.number, state.name, f" {values}" if values else "")
-                failures += state == TrialState.FAIL
-            returns.extend(outcomes)
-            launched += batch
-            done = _counted(study)
-            if failures > self.max_failure_rate * self.n_trials:
-                self._finish(study, storage_url, time.monotonic() - started)
-                raise SweepError(f"{failures} of {launched} trials failed, more than max_failure_rate="
-                                 f"{self.max_failure_rate} of n_trials={self.n_trials}; the errors are in each "
-                                 f"trial's user attribute 'error' (study {study.study_name!r} in {storage_url})")
+        self._failures, self._launched, self._returns = 0, 0, []
+        if self._continuous():
+            self._run_continuous(study, space, storage_url)
+        else:
+            self._run_batches(study, space, storage_url)
         self._finish(study, storage_url, time.monotonic() - started)
-        return returns
+        if self._too_many_failures():
+            raise SweepError(f"{self._failures} of {self._launched} trials failed, more than max_failure_rate="
+                             f"{self.max_failure_rate} of n_trials={self.n_trials}; the errors are in each "
+                             f"trial's user attribute 'error' (study {study.study_name!r} in {storage_url})")
+        return self._returns
+
+    def _continuous(self) -> bool:
+        """Whether each parallel slot may start its next trial on its own, as soon as its trial ends.
+
+        Needs a launcher that runs jobs outside this process (joblib, submitit, ...): the basic launcher runs
+        them here, one at a time, where concurrent jobs would share Hydra's global state.
+        """
+        if self.launch_mode == "auto":
+            return self.n_jobs > 1 and type(self.launcher).__name__ != "BasicLauncher"
+        return self.launch_mode == "continuous"
+
+    def _too_many_failures(self) -> bool:
+        return self._failures > self.max_failure_rate * self.n_trials
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial,
+              outcome: tuple[TrialState, list[float] | None, str | None]) -> None:
+        state, values, error = outcome
+        if error:
+            study._storage.set_trial_user_attr(trial._trial_id, "error", error)
+            log.warning("Trial %d failed: %s", trial.number, error)
+        study.tell(trial, state=state, values=values, skip_if_finished=True)
+        log.info("Trial %d: %s%s", trial.number, state.name, f" {values}" if values else "")
+        self._failures += state == TrialState.FAIL
+        self._launched += 1
+        self._returns.append(outcome)
+
+    def _run_batches(self, study: optuna.Study, space: SearchSpace, storage_url: str) -> None:
+        """n_jobs trials at a time; the next batch starts when the whole batch has ended."""
+        done = _counted(study)
+        while done < self.n_trials and not self._too_many_failures():
+            trials = [study.ask() for _ in range(min(self.n_jobs, self.n_trials - done))]
+            overrides = [self._trial_overrides(trial, space, storage_url) for trial in trials]
+            for trial, outcome in zip(trials, self._launch(study, trials, overrides), strict=True):
+                self._tell(study, trial, outcome)
+            done = _counted(study)
+
+    def _run_continuous(self, study: optuna.Study, space: SearchSpace, storage_url: str) -> None:
+        """n_jobs slots, each launching one trial at a time: a slot that frees starts the next trial at once."""
+        lock = threading.Lock()  # guards the study's ask/tell bookkeeping and the counters
+        in_flight = 0
+
+        def slot() -> None:
+            nonlocal in_flight
+            while True:
+                with lock:
+                    if self._too_many_failures() or _counted(study) + in_flight >= self.n_trials:
+                        return
+                    trial = study.ask()
+                    overrides = self._trial_overrides(trial, space, storage_url)
+                    in_flight += 1
+                try:
+                    (outcome,) = self._launch(study, [trial], [overrides])
+                finally:
+                    with lock:
+                        in_flight -= 1
+                with lock:
+                    self._tell(study, trial, outcome)
+
+        with ThreadPoolExecutor(self.n_jobs, thread_name_prefix="smart-optuna-slot") as pool:
+            for future in [pool.submit(slot) for _ in range(self.n_jobs)]:
+                future.result()
 
     def _launch(self, study: optuna.Study, trials: Sequence[optuna.Trial], overrides: list[list[str]]
                 ) -> list[tuple[TrialState, list[float] | None, str | None]]:
+        job_idx, self.job_idx = self.job_idx, self.job_idx + len(trials)
         with Heartbeat(study, [t._trial_id for t in trials], self.heartbeat_interval_s):
             try:
-                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+                returns = self.launcher.launch(overrides, initial_job_idx=job_idx)
             except Exception as error:  # e.g. a joblib worker killed by the OOM killer takes the batch with it
                 return [(TrialState.FAIL, None, f"launcher: {type(error).__name__}: {error}")] * len(trials)
-            finally:
-                self.job_idx += len(trials)
         return [self._outcome(ret) for ret in returns]
 
     def _outcome(self, job_return: Any) -> tuple[TrialState, list[float] | None, str | None]:

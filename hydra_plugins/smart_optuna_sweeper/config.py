@@ -116,7 +116,10 @@ class SmartOptunaSweeperConf:
     storage: Optional[str] = None
     study_name: Optional[str] = None  # null: the sweep folder's name
     n_trials: int = 20  # trials in the study in all, counting those of earlier runs of the same command
-    n_jobs: int = 1  # trials launched together (run in parallel by launchers such as joblib)
+    n_jobs: int = 1  # trials running at once (in parallel with launchers such as joblib)
+    # continuous: each of n_jobs slots starts its next trial as soon as its trial ends (launchers running jobs in
+    # other processes: joblib, submitit); batch: n_jobs trials at a time; auto: continuous unless the basic launcher.
+    launch_mode: str = "auto"
     max_failure_rate: float = 0.5  # stop the sweep once more than this fraction of its trials failed
     params: Optional[dict[str, Any]] = None
     custom_search_space: Optional[str] = None  # "module.function(cfg, trial)" adding trial.suggest_* calls
