@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from hydra_plugins.smart_optuna_sweeper._liveness import HOST, PID, is_stale
+from tests.bot_api_server import CHAT_ID, TOKEN, FakeBotApi
 from tests.train_configs import CONF, ROOT, TINY
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -31,8 +32,9 @@ SWEEP = [*TINY, "trainer.max_steps=4", "trainer.val_check_interval=2", "callback
          "callbacks.metric_history.export_formats=[]"]
 
 
-def sweep(tmp_path, cache, *overrides, check=True, wait=True):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SMART_TUNER_CACHE": str(cache)}
+def sweep(tmp_path, cache, *overrides, check=True, wait=True, env=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SMART_TUNER_CACHE": str(cache),
+           **(env or {})}
     command = [sys.executable, str(ROOT / "train.py"), "-m", "hparams=search", *SWEEP,
                f"paths.log_dir={tmp_path}/outputs", *overrides]
     if not wait:
@@ -70,8 +72,13 @@ def test_the_plugin_is_found_under_its_own_name_with_its_samplers_and_pruners():
 
 def test_a_sweep_runs_records_each_trial_and_resumes_to_the_total_n_trials(tmp_path, shared_cache):
     # A command-line sweep argument overrides the config's params (batch size choice(8, 16, 32) there).
-    sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=3", "data.batch_size=choice(2, 4)")
+    with FakeBotApi() as telegram:
+        sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=3", "data.batch_size=choice(2, 4)",
+              f"+hydra.sweeper.alerts.base_url='{telegram.base_url}'",
+              env={"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_CHAT_ID": str(CHAT_ID)})
+        (summary,) = telegram.calls("sendMessage")
     study = load(tmp_path)
+    assert "search" in summary.text and f"{study.best_value:.4g}"[:4] in summary.text
     assert states(study) == [TrialState.COMPLETE] * 3
     assert {t.params["data.batch_size"] for t in study.trials} <= {2, 4}
     assert set(study.trials[0].params) == {"model.learning_rate", "model.weight_decay",

@@ -120,9 +120,42 @@ def test_incompatible_weights_name_the_file_and_keys(tmp_path):
         load_for_synthesis(path)
 
 
-def test_registry_uris_are_reserved_for_the_model_registry():
-    with pytest.raises(NotImplementedError, match="models:/tacotron2@champion.*model registry"):
-        load_for_synthesis("models:/tacotron2@champion")
+@pytest.fixture(scope="module")
+def registered(trained, tmp_path_factory):
+    """The trained checkpoint as version 1 of ``tiny`` (alias ``champion``) in a SQLite model registry."""
+    from mlflow.tracking import MlflowClient
+
+    folder = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    client = MlflowClient(uri, registry_uri=uri)
+    run_id = client.create_run(client.create_experiment("tiny", str(folder / "artifacts"))).info.run_id
+    upload = folder / "upload" / "model.ckpt"
+    upload.parent.mkdir()
+    upload.write_bytes(trained[1].read_bytes())
+    client.log_artifact(run_id, str(upload), "registry/tiny")
+    client.create_registered_model("tiny")
+    version = client.create_model_version("tiny", f"{client.get_run(run_id).info.artifact_uri}/registry/tiny", run_id)
+    client.set_registered_model_alias("tiny", "champion", version.version)
+    return uri
+
+
+@pytest.mark.parametrize("uri", ["models:/tiny@champion", "models:/tiny/1"])
+def test_registry_uris_load_the_registered_checkpoint(trained, registered, uri):
+    module, _ = trained
+    loaded = load_for_synthesis(uri, tracking_uri=registered)
+    assert loaded.config == module.config and loaded.text_cleaners == ["basic_cleaners"] and not loaded.training
+    for key, value in module.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("models:/tiny@gold", "Registered model 'tiny' has no alias 'gold'; its aliases: champion \\(version 1\\)"),
+    ("models:/tiny/4", "Registered model 'tiny' has no version 4; its versions: 1"),
+    ("models:/tacotron2@champion", "No registered model 'tacotron2' in sqlite:///.*; registered models: 'tiny'"),
+])
+def test_unknown_registry_versions_are_named(registered, uri, message):
+    with pytest.raises(CheckpointError, match=message):
+        load_for_synthesis(uri, tracking_uri=registered)
 
 
 # synthesize
@@ -232,10 +265,16 @@ def test_text_that_cleans_to_nothing_exits_2_naming_it(trained, tmp_path, capsys
     assert not (tmp_path / "a.wav").exists()
 
 
-def test_registry_uri_exits_2(tmp_path, capsys):
-    status, err = run_main(capsys, "--checkpoint", "models:/tacotron2@champion", "--text", "Hi.",
-                           "--out", tmp_path / "a.wav")
-    assert status == 2 and "models:/tacotron2@champion" in err
+def test_cli_synthesises_from_a_registry_uri(registered, tmp_path, capsys):
+    out = tmp_path / "champion.wav"
+    status, _ = run_main(capsys, "--checkpoint", "models:/tiny@champion", "--tracking-uri", registered, "--text", "Hi.",
+                         "--out", out, "--max-decoder-steps", 5)
+    assert status == 0
+    assert soundfile.info(str(out)).frames == HOP * 4
+    status, err = run_main(capsys, "--checkpoint", "models:/tacotron2@champion", "--tracking-uri", registered,
+                           "--text", "Hi.", "--out", tmp_path / "a.wav")
+    assert status == 2 and "No registered model 'tacotron2'" in err and "'tiny'" in err
+    assert not (tmp_path / "a.wav").exists()
 
 
 def test_out_must_be_a_wav(trained, tmp_path, capsys):

@@ -7,6 +7,7 @@ import logging
 import math
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -106,6 +107,11 @@ class SmartOptunaSweeperImpl(Sweeper):
         pruner_config = OmegaConf.select(self.config, "hydra.sweeper.pruner")
         if pruner_config is not None:
             record_pruner(study, OmegaConf.to_container(pruner_config, resolve=True))
+        names = _metric_names(self.config, len(self.directions))
+        if names and study.metric_names is None:
+            with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna
+                warnings.simplefilter("ignore")
+                study.set_metric_names(names)
         if [d.name.lower() for d in study.directions] != self.directions:
             raise SweepError(f"study {study_name!r} in {storage_url} exists with directions "
                              f"{[d.name.lower() for d in study.directions]}, not {self.directions}")
@@ -253,7 +259,24 @@ class SmartOptunaSweeperImpl(Sweeper):
                 log.warning("Could not write the sweep report: %s (rebuild it with python -m "
                             "tuner_callbacks.report --storage %s --study %s)", error, storage_url, study.study_name)
         if self.alerts is not None:
-            _send_summary_alert(self.alerts, study, counts)
+            _send_summary_alert(self.alerts, study, counts, seconds)
+
+
+def _metric_names(config: DictConfig, count: int) -> list[str] | None:
+    """Names for the study's values, for reports and dashboards: the job config's objective(s) when given as
+    metric names or targets, else its optimized_metric."""
+    objective = OmegaConf.select(config, "objective")
+    if objective is None:
+        names = [OmegaConf.select(config, "optimized_metric")]
+    else:
+        nodes = list(objective) if OmegaConf.is_list(objective) else [objective]
+        names = [node if isinstance(node, str) else _target_name(node) for node in nodes]
+    return names if len(names) == count and all(names) else None
+
+
+def _target_name(node: DictConfig) -> str:
+    name = str(node.get("_target_", "")).rpartition(".")[2]
+    return f"{name}({node.metric})" if node.get("metric") else name
 
 
 def _counted(study: optuna.Study) -> int:
@@ -275,10 +298,19 @@ def _grid_values(name: str, distribution: optuna.distributions.BaseDistribution)
     raise SweepError(f"GridSampler needs discrete parameters (choice or range); {name} is {distribution}")
 
 
-def _send_summary_alert(settings: DictConfig, study: optuna.Study, counts: Counter) -> None:
+def _send_summary_alert(settings: DictConfig, study: optuna.Study, counts: Counter, seconds: float) -> None:
+    """The sweep summary through tuner_callbacks.alerts (Telegram with TELEGRAM_BOT_TOKEN set, else the log)."""
     try:
-        from tuner_callbacks.alerts import send_sweep_summary
+        from tuner_callbacks.alerts import build_dispatcher, sweep_summary_alert
 
-        send_sweep_summary(study, dict(counts), **OmegaConf.to_container(settings, resolve=True))
+        best = None
+        if len(study.directions) == 1 and counts.get("COMPLETE"):
+            best = study.best_trial
+        dispatcher = build_dispatcher(**OmegaConf.to_container(settings, resolve=True))
+        dispatcher.send(sweep_summary_alert(
+            study.study_name, dict(counts), best_value=best.value if best else None,
+            best_params=best.params if best else None, metric=(study.metric_names or [None])[0],
+            best_trial=best.number if best else None, duration_s=seconds))
+        dispatcher.close(timeout_s=10.0)
     except Exception as error:  # an alert channel never fails a sweep
         log.warning("Could not send the sweep summary alert: %s", error)

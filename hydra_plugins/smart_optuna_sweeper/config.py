@@ -128,7 +128,8 @@ class SmartOptunaSweeperConf:
     heartbeat_interval_s: float = 30.0  # how often a sweep marks its running trials as alive in the storage
     stale_after_s: float = 300.0  # a RUNNING trial unheard of for this long is stale (same host: a dead pid is)
     report: bool = True  # write report.html (tuner_callbacks.report) into the sweep folder at the end
-    # e.g. {min_level: info}: a sweep summary through tuner_callbacks.alerts
+    # {} or e.g. {min_level: info}: a sweep summary through tuner_callbacks.alerts (Telegram when TELEGRAM_BOT_TOKEN
+    # and TELEGRAM_CHAT_ID are set, else the log); the keys are build_dispatcher's
     alerts: Optional[dict[str, Any]] = None
 
 

@@ -50,6 +50,9 @@ class Alert:
 
     def __post_init__(self) -> None:
         check_level("level", self.level)
+        if self.photo is not None and self.audio is not None:
+            raise ValueError(f"an alert carries one file, got photo={self.photo} and audio={self.audio}; send the "
+                             f"audio as an alert of its own")
         object.__setattr__(self, "lines", tuple(str(line) for line in self.lines))
 
     @property

@@ -11,10 +11,12 @@ import logging
 
 MASK = "***"
 
-# The loggers that can carry a request URL. A filter on a logger applies only to records logged on that exact
+# The loggers that can carry a request URL or an error about one: httpx's and python-telegram-bot's, asyncio's
+# (an exception nobody retrieved), and ours. A filter on a logger applies only to records logged on that exact
 # logger (not to its children's, which propagate straight to handlers), so each is named.
 URL_LOGGERS = ("httpx", "httpcore", "telegram.Bot", "telegram.ext.ExtBot", "telegram.BaseRequest",
-               "telegram.HTTPXRequest")
+               "telegram.HTTPXRequest", "asyncio", "tuner_callbacks.alerts.dispatcher",
+               "tuner_callbacks.alerts.telegram_channel", "tuner_callbacks.alerts.callback")
 
 
 class Secret:
@@ -41,10 +43,6 @@ class Secret:
 
     def __str__(self) -> str:
         return MASK
-
-    def __reduce__(self):
-        # Pickling (multiprocessing, a checkpointed object graph) would write the value out: refuse.
-        raise TypeError("a Secret cannot be pickled")
 
 
 def redact(text: str, secrets: list[str] | tuple[str, ...]) -> str:

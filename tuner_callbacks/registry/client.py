@@ -13,7 +13,9 @@ import logging
 import math
 import os
 import re
+import shutil
 import tempfile
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,16 +118,27 @@ def rank_key(version: Any) -> tuple[int, float, int]:
 class Registry:
     """The registry of one MLflow tracking server (or SQLite file).
 
+    Args:
+        tracking_uri: the store (see :func:`resolve_tracking_uri`).
+        create: create a SQLite database that does not exist yet (the callback does; lookups refuse).
+
     Example:
         >>> registry = Registry("sqlite:///outputs/mlflow.db")
         >>> version = registry.resolve("tacotron2-train@champion")
         >>> checkpoint = registry.download(version, "/tmp/champion")
     """
 
-    def __init__(self, tracking_uri: str | None = None):
+    def __init__(self, tracking_uri: str | None = None, create: bool = False):
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        database = self.tracking_uri[len("sqlite:///"):] if self.tracking_uri.startswith("sqlite:///") else None
+        if database is not None and not create and not Path(database).is_file():
+            # MLflow would create an empty database there: a mistyped path would then "have no models".
+            raise RegistryError(f"No MLflow database at {database} (tracking URI {self.tracking_uri!r}); pass the "
+                                "store the runs were logged to (--tracking-uri or MLFLOW_TRACKING_URI)")
+        if database is not None and create:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         # The registry lives in the same store as the runs: a SQLite file or a tracking server hold both.
         self.client = MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
 
@@ -181,10 +194,14 @@ class Registry:
         destination.mkdir(parents=True, exist_ok=True)
         label = f"{version.name}/{version.version}"
         names = [CHECKPOINT_FILE] + ([DATA_CONFIG_FILE] if include_data_config else [])
+        source = urllib.parse.urlparse(version.source)
         for file_name in names:
             try:
-                mlflow.artifacts.download_artifacts(artifact_uri=f"{version.source.rstrip('/')}/{file_name}",
-                                                    dst_path=str(destination), tracking_uri=self.tracking_uri)
+                if source.scheme in ("", "file"):  # a local artifact store: a copy, without MLflow's progress bars
+                    shutil.copyfile(Path(source.path) / file_name, destination / file_name)
+                else:
+                    mlflow.artifacts.download_artifacts(artifact_uri=f"{version.source.rstrip('/')}/{file_name}",
+                                                        dst_path=str(destination), tracking_uri=self.tracking_uri)
             except (MlflowException, OSError) as error:
                 if file_name == DATA_CONFIG_FILE:
                     continue  # optional: versions registered without a data config
