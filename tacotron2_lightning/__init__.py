@@ -1,20 +1,34 @@
-"""NVIDIA's Tacotron2 as a LightningModule: same state_dict, same maths, plus health metrics."""
+"""NVIDIA's Tacotron2 as a LightningModule: same state_dict, same maths, plus health metrics.
 
-from tacotron2_lightning.audio import AudioConfig, MelSpectrogram, griffin_lim
-from tacotron2_lightning.checkpoint import CheckpointError, load_nvidia_checkpoint
-from tacotron2_lightning.config import Tacotron2Config
-from tacotron2_lightning.loss import tacotron2_loss
-from tacotron2_lightning.model import Tacotron2
-from tacotron2_lightning.module import Tacotron2Module
+Names are imported on first use, so a tool that needs only the checkpoint reader or the text front end does not
+pay for importing PyTorch Lightning.
+"""
 
-__all__ = [
-    "AudioConfig",
-    "CheckpointError",
-    "MelSpectrogram",
-    "Tacotron2",
-    "Tacotron2Config",
-    "Tacotron2Module",
-    "griffin_lim",
-    "load_nvidia_checkpoint",
-    "tacotron2_loss",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "AudioConfig": "tacotron2_lightning.audio",
+    "CheckpointError": "tacotron2_lightning.checkpoint",
+    "MelSpectrogram": "tacotron2_lightning.audio",
+    "Tacotron2": "tacotron2_lightning.model",
+    "Tacotron2Config": "tacotron2_lightning.config",
+    "Tacotron2Module": "tacotron2_lightning.module",
+    "griffin_lim": "tacotron2_lightning.audio",
+    "load_nvidia_checkpoint": "tacotron2_lightning.checkpoint",
+    "tacotron2_loss": "tacotron2_lightning.loss",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -260,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     try:
         module = load_for_synthesis(args.checkpoint, tracking_uri=args.tracking_uri)
-    except (CheckpointError, NotImplementedError) as error:
+    except CheckpointError as error:
         _fail(parser, error)
     if args.seed is not None:
         torch.manual_seed(args.seed)

@@ -12,9 +12,11 @@ from typing import Any
 _WHERE = {
     "Anomaly": "tuner_callbacks.history",
     "MetricHistory": "tuner_callbacks.history",
+    "ModelRegistry": "tuner_callbacks.registry",
     "ParamScheduler": "tuner_callbacks.scheduling",
     "SmartEarlyStopping": "tuner_callbacks.early_stopping",
     "StopReason": "tuner_callbacks.stop_reason",
+    "TelegramAlerts": "tuner_callbacks.alerts",
     "TrialPruning": "tuner_callbacks.pruning",
     "get_stop_reason": "tuner_callbacks.stop_reason",
     "set_stop_reason": "tuner_callbacks.stop_reason",

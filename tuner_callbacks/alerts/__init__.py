@@ -4,29 +4,32 @@
 a Trainer (the sweeper's summary); ``python -m tuner_callbacks.alerts test`` checks a token and chat.
 """
 
-from tuner_callbacks.alerts.callback import TelegramAlerts
-from tuner_callbacks.alerts.channels import AlertChannel, BadCredentialsError, ChannelError, LogChannel, RetryableError
-from tuner_callbacks.alerts.dispatcher import AlertDispatcher, AlertsConfigError, build_dispatcher
-from tuner_callbacks.alerts.message import LEVELS, Alert, render_html, render_text
-from tuner_callbacks.alerts.redaction import Secret
-from tuner_callbacks.alerts.telegram_channel import TelegramChannel
-from tuner_callbacks.alerts.templates import sweep_summary_alert
+from __future__ import annotations
 
-__all__ = [
-    "LEVELS",
-    "Alert",
-    "AlertChannel",
-    "AlertDispatcher",
-    "AlertsConfigError",
-    "BadCredentialsError",
-    "ChannelError",
-    "LogChannel",
-    "RetryableError",
-    "Secret",
-    "TelegramAlerts",
-    "TelegramChannel",
-    "build_dispatcher",
-    "render_html",
-    "render_text",
-    "sweep_summary_alert",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "TelegramAlerts": "tuner_callbacks.alerts.callback",
+    **{name: "tuner_callbacks.alerts.channels" for name in
+       ("AlertChannel", "BadCredentialsError", "ChannelError", "LogChannel", "RetryableError")},
+    **{name: "tuner_callbacks.alerts.dispatcher" for name in ("AlertDispatcher", "AlertsConfigError",
+                                                              "build_dispatcher")},
+    **{name: "tuner_callbacks.alerts.message" for name in ("LEVELS", "Alert", "render_html", "render_text")},
+    "Secret": "tuner_callbacks.alerts.redaction",
+    "TelegramChannel": "tuner_callbacks.alerts.telegram_channel",
+    "sweep_summary_alert": "tuner_callbacks.alerts.templates",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: the command-line tool starts without importing PyTorch Lightning.
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
