@@ -17,6 +17,9 @@ Two figures are printed:
   training step and per validation, as a fraction of the "off" step time. On a noisy shared machine this is
   the figure to trust: the end-to-end ratio swings by a few percent from one run to the next.
 
+Alerts to a Telegram server that answers slowly are measured with the same machinery by
+``benchmarks/alerts_overhead.py`` (it needs the test Bot API server from ``tests/``).
+
 Examples:
     python benchmarks/callback_overhead.py --configs small
     python benchmarks/callback_overhead.py --configs default small --rounds 2 --steps-per-round 4
@@ -34,12 +37,14 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import optuna
 import pytorch_lightning as pl
 import torch
 from throughput import make_batch, make_config
 
 from tacotron2_lightning.module import Tacotron2Module
 from tuner_callbacks import MetricHistory, ParamScheduler, SmartEarlyStopping
+from tuner_callbacks.pruning import TrialPruning
 
 log = logging.getLogger("benchmarks.callback_overhead")
 
@@ -112,11 +117,6 @@ def tuner_callbacks(max_steps: int) -> list[pl.Callback]:
             alignment={"monitor": "val/alignment_score", "min_score": 0.0, "after_steps": 10 * max_steps}),
         MetricHistory(export_formats=[]),
     ]
-    try:
-        import optuna
-        from tuner_callbacks.pruning import TrialPruning
-    except ImportError:  # before the sweeper's pruning callback exists
-        return callbacks
     study = optuna.create_study(pruner=optuna.pruners.NopPruner())
     callbacks.append(TrialPruning(monitor="val/loss", trial=study.ask()))
     return callbacks
