@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from numpy.lib.stride_tricks import sliding_window_view
 from pytorch_lightning.utilities import rank_zero_warn
 from typing_extensions import override
+
+from tuner_callbacks._anomalies import detect_anomalies
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,7 +33,6 @@ BOUNDINGS = ("downsample", "window")
 _FORKS = ("_step", "_epoch")  # Lightning's copies of a metric logged with on_step=True and on_epoch=True
 # Device scalars wait here and are converted together: one copy per flush rather than one sync per value.
 _FLUSH_ROWS = 1024
-_TINY = 1e-12  # relative scale floor: in a perfectly constant series any change is an anomaly
 
 
 @dataclass(frozen=True)
@@ -336,7 +336,7 @@ class MetricHistory(pl.Callback):
     def _detect(self, phase: str, metric: str, series: _Series, start: int, z_threshold: float,
                 jump_factor: float, window: int) -> list[Anomaly]:
         tail = max(0, start - window - 1)  # only the window before start - 1 matters
-        found = _detect(np.asarray(series.values[tail:], dtype=float), start - tail, window, self.min_history,
+        found = detect_anomalies(np.asarray(series.values[tail:], dtype=float), start - tail, window, self.min_history,
                         z_threshold, jump_factor)
         return [Anomaly(series.steps[tail + i], metric, series.values[tail + i], kind, score, phase)
                 for i, kind, score in found]
@@ -395,52 +395,3 @@ def _to_floats(tensors: list[torch.Tensor]) -> list[float]:
         for i, value in zip(indices, stacked, strict=True):
             values[i] = float(value)
     return values
-
-
-def _row_medians(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Median of each row's non-NaN values and their count; a sort is far cheaper than ``np.nanmedian``."""
-    ordered = np.sort(rows, axis=1)  # NaN sorts last
-    count = (~np.isnan(rows)).sum(axis=1)
-    low, high = np.maximum((count - 1) // 2, 0)[:, None], np.maximum(count // 2, 0)[:, None]
-    median = (np.take_along_axis(ordered, low, 1) + np.take_along_axis(ordered, high, 1))[:, 0] / 2
-    return np.where(count > 0, median, np.nan), count
-
-
-def _scale(deviations: np.ndarray, median_factor: float, mean_factor: float, level: np.ndarray) -> np.ndarray:
-    """Robust spread per row: median-based, falling back to mean-based when over half the deviations are 0."""
-    median, count = _row_medians(deviations)
-    scale = median_factor * median
-    mean = np.where(np.isnan(deviations), 0.0, deviations).sum(axis=1) / np.maximum(count, 1)
-    scale = np.where(scale > 0, scale, mean_factor * mean)
-    return np.where(scale > 0, scale, _TINY * np.maximum(1.0, np.abs(level)))
-
-
-def _detect(x: np.ndarray, start: int, window: int, min_history: int, z_threshold: float,
-            jump_factor: float) -> list[tuple[int, str, float]]:
-    """(index, kind, score) of the anomalies at indices >= start, each judged on the ``window`` values before."""
-    first = max(start - 1, 0)  # one earlier value: a return from a spike is not a jump
-    if first >= len(x):
-        return []
-    reference = np.where(np.isfinite(x), x, np.nan)  # NaN/Inf are anomalies, not part of any baseline
-    pad = np.full(window, np.nan)
-    past = sliding_window_view(np.concatenate([pad, reference]), window)[first:len(x)]  # past[k] = x[i-window:i]
-    change = np.abs(np.diff(reference, prepend=np.nan))  # NaN next to a NaN/Inf: no change measured there
-    past_change = sliding_window_view(np.concatenate([pad, change]), window)[first:len(x)]
-    with np.errstate(all="ignore"):
-        level, count = _row_medians(past)
-        z = np.abs(x[first:] - level) / _scale(np.abs(past - level[:, None]), 1.4826, 1.2533, level)
-        ratio = change[first:] / _scale(past_change, 1.0, 1.0, level)
-    finite = np.isfinite(x[first:])
-    enough = count >= min_history
-    spike = finite & enough & (z > z_threshold)
-    after_spike = np.concatenate([[False], spike[:-1]])
-    jump = finite & enough & ~spike & ~after_spike & (ratio > jump_factor)
-    found = []
-    for k in range(start - first, len(finite)):
-        if not finite[k]:
-            found.append((first + k, "non_finite", float("inf")))
-        elif spike[k]:
-            found.append((first + k, "spike", float(z[k])))
-        elif jump[k]:
-            found.append((first + k, "jump", float(ratio[k])))
-    return found
