@@ -344,7 +344,8 @@ def test_config_file_instantiates_the_tacotron_use_case():
     assert isinstance(scheduler, ParamScheduler) and scheduler.interval == "step"
     spec = dict(scheduler.schedules["guided_attention"])
     assert type(spec) is dict and spec.pop("target") == "module.guided_attention_weight"
-    curve = build_schedule(spec)
+    assert "start" not in spec  # the module's own weight: a model without guided attention stays without
+    curve = build_schedule({**spec, "start": 5.0})  # model=small's guided_attention_weight
     assert [curve(step) for step in (0, 300, 600, 900, 1200)] == pytest.approx([5.0, 5.0, 2.5, 0.0, 0.0])
 
 
