@@ -16,6 +16,7 @@ import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from tests.mlflow_stores import fresh_mlflow_store
 from tuner_callbacks._report_data import pruning_savings, trial_rows
 from tuner_callbacks._report_media import find_media
 from tuner_callbacks.report import REPORT_TAG, build_report, log_report, main
@@ -102,20 +103,6 @@ class Sections(HTMLParser):
             self._current["text"] += data
         if self._cell is not None:
             self._cell.append(data)
-
-
-def fresh_mlflow_store(tmp_path_factory, folder: Path) -> str:
-    """A new, empty SQLite MLflow store in ``folder``: a copy of one made once per test session, since MLflow
-    takes seconds to create its schema and a copy takes milliseconds."""
-    import shutil
-
-    from mlflow import MlflowClient
-
-    pristine = tmp_path_factory.getbasetemp() / "pristine-mlflow.db"
-    if not pristine.exists():
-        MlflowClient(f"sqlite:///{pristine}").search_experiments()  # the first query creates the schema
-    shutil.copyfile(pristine, folder / "mlflow.db")
-    return f"sqlite:///{folder / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from tests.mlflow_stores import fresh_mlflow_store
 from tuner_callbacks._watch_rows import (
     STOP_CRITERION,
     STOP_MESSAGE,
@@ -71,20 +72,6 @@ for key, value in {tags!r}.items():
 client.set_terminated(run_id, "FINISHED")
 (folder / "done3").touch()
 """.replace("{tags!r}", repr(PLATEAU))
-
-
-def fresh_mlflow_store(tmp_path_factory, folder: Path) -> str:
-    """A new, empty SQLite MLflow store in ``folder``: a copy of one made once per test session, since MLflow
-    takes seconds to create its schema and a copy takes milliseconds."""
-    import shutil
-
-    from mlflow import MlflowClient
-
-    pristine = tmp_path_factory.getbasetemp() / "pristine-mlflow.db"
-    if not pristine.exists():
-        MlflowClient(f"sqlite:///{pristine}").search_experiments()  # the first query creates the schema
-    shutil.copyfile(pristine, folder / "mlflow.db")
-    return f"sqlite:///{folder / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="module")

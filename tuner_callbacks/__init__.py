@@ -6,8 +6,7 @@ without importing PyTorch Lightning, and ``from tuner_callbacks import MetricHis
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tuner_callbacks._lazy import lazy_exports
 
 _WHERE = {
     "Anomaly": "tuner_callbacks.history",
@@ -23,13 +22,4 @@ _WHERE = {
 }
 
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'tuner_callbacks' has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -6,8 +6,7 @@ a Trainer (the sweeper's summary); ``python -m tuner_callbacks.alerts test`` che
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tuner_callbacks._lazy import lazy_exports
 
 _WHERE = {
     "TelegramAlerts": "tuner_callbacks.alerts.callback",
@@ -22,14 +21,4 @@ _WHERE = {
 }
 
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    # Imported on first use: the command-line tool starts without importing PyTorch Lightning.
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

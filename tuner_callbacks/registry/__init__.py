@@ -5,8 +5,7 @@ Importing the package is cheap: MLflow and Lightning are imported when first use
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tuner_callbacks._lazy import lazy_exports
 
 _WHERE = {
     "ModelRegistry": "tuner_callbacks.registry.callback",
@@ -15,14 +14,4 @@ _WHERE = {
 }
 
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    # Imported on first use: the command-line tool starts without importing PyTorch Lightning.
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
