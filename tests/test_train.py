@@ -21,7 +21,7 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("group", ["model", "data", "trainer", "callbacks", "logger", "experiment", "paths"])
+@pytest.mark.parametrize("group", ["model", "data", "trainer", "callbacks", "logger", "experiment", "paths", "hparams"])
 def test_every_option_of_every_config_group_composes(group, make_cfg, tmp_path):
     ljspeech = write_ljspeech(tmp_path / "lj", ["one", "two"])
     (tmp_path / "list.txt").write_text("lj/wavs/UT-0000.wav|one\n")
