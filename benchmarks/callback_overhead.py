@@ -17,17 +17,22 @@ Two figures are printed:
   training step and per validation, as a fraction of the "off" step time. On a noisy shared machine this is
   the figure to trust: the end-to-end ratio swings by a few percent from one run to the next.
 
-Alerts to a Telegram server that answers slowly are measured with the same machinery by
-``benchmarks/alerts_overhead.py`` (it needs the test Bot API server from ``tests/``).
+With ``--alerts-delay SECONDS`` the "on" arm also sends ``TelegramAlerts`` (a summary with a photo at every
+validation, new bests, start and end) to the test Bot API server (``tests/bot_api_server.py``, so run from
+the repository root with ``PYTHONPATH=.``) answering each request that many seconds late; the photo is a
+ready-made PNG handed over as ``ValidationMedia`` hands its plots. The one-off waits outside training steps
+are printed too: the token check at start and the flush at the end (bounded by ``--flush-timeout``).
 
 Examples:
     python benchmarks/callback_overhead.py --configs small
+    PYTHONPATH=. python benchmarks/callback_overhead.py --configs small --alerts-delay 2
     python benchmarks/callback_overhead.py --configs default small --rounds 2 --steps-per-round 4
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import statistics
@@ -100,6 +105,50 @@ class HookClock:
         return timed
 
 
+class StaticMedia(pl.Callback):
+    """Hands the same PNG to alerts at every validation, as ValidationMedia hands its fresh plot."""
+
+    def __init__(self, png: Path):
+        self.png, self.latest = png, {}
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self.latest = {"step": trainer.global_step, "alignment": self.png}
+
+
+def timed_alerts(base_url: str, token: str, chat_id: int, delay: float, flush_timeout: float) -> pl.Callback:
+    """TelegramAlerts whose setup (the token check) and teardown (the flush) are timed: they run once, outside
+    the training steps, so HookClock does not count them."""
+    from tuner_callbacks.alerts import TelegramAlerts
+
+    class TimedAlerts(TelegramAlerts):
+        def setup(self, trainer, pl_module, stage) -> None:
+            started = time.perf_counter()
+            super().setup(trainer, pl_module, stage)
+            self.setup_s = time.perf_counter() - started
+
+        def teardown(self, trainer, pl_module, stage) -> None:
+            started = time.perf_counter()
+            super().teardown(trainer, pl_module, stage)
+            self.teardown_s = time.perf_counter() - started
+
+    return TimedAlerts(token=token, chat_id=chat_id, base_url=base_url, every_n_validations=1,
+                       check_timeout_s=delay + 5, timeout_s=delay + 5, flush_timeout_s=flush_timeout)
+
+
+def png_file(folder: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.imshow(torch.rand(80, 120).numpy(), aspect="auto", origin="lower")
+    path = folder / "alignment.png"
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
 def tuner_callbacks(max_steps: int) -> list[pl.Callback]:
     """Every tuner callback with its rules on, none of them stopping the run within ``max_steps``."""
     callbacks: list[pl.Callback] = [
@@ -138,7 +187,7 @@ def run_arm(module: Tacotron2Module, batch: tuple, steps: int, val_every: int, e
     return timer
 
 
-def benchmark(name: str, args: argparse.Namespace, root: Path) -> dict:
+def benchmark(name: str, args: argparse.Namespace, root: Path, bot_api: tuple[str, str, int] | None) -> dict:
     torch.manual_seed(0)
     config = make_config(name)
     batch = make_batch(args.batch_size, args.text_length, args.mel_length, config.n_mel_channels,
@@ -149,10 +198,15 @@ def benchmark(name: str, args: argparse.Namespace, root: Path) -> dict:
     steps = args.steps_per_round
     timers: dict[str, list[StepTimer]] = {"off": [], "on": []}
     clock = HookClock()
+    png = png_file(root) if bot_api else None
+    alerts: list[pl.Callback] = []
     for round_index in range(args.rounds):
         order = ("off", "on") if round_index % 2 == 0 else ("on", "off")
         for arm in order:
             extra = [clock.wrap(c) for c in tuner_callbacks(steps)] if arm == "on" else []
+            if arm == "on" and bot_api:
+                alerts.append(timed_alerts(*bot_api, args.alerts_delay, args.flush_timeout))
+                extra += [StaticMedia(png), clock.wrap(alerts[-1])]
             timers[arm].append(run_arm(module, batch, steps, args.val_every, extra,
                                        root / f"{name}-{arm}-{round_index}"))
             log.info("%s round %d %s: %.2f s", name, round_index, arm, timers[arm][-1].total_s)
@@ -177,6 +231,8 @@ def benchmark(name: str, args: argparse.Namespace, root: Path) -> dict:
         "with_validation_ratio": per_step_total("on") / per_step_total("off"),
         "hooks_ms_per_step": 1e3 * hooks_per_step, "hooks_ms_per_validation": 1e3 * hooks_per_validation,
         "hooks_ratio": (off + hooks_amortised) / off,
+        "alerts_setup_s": statistics.median(a.setup_s for a in alerts) if alerts else None,
+        "alerts_flush_s": statistics.median(a.teardown_s for a in alerts) if alerts else None,
     }
 
 
@@ -190,6 +246,9 @@ def main() -> None:
     parser.add_argument("--steps-per-round", type=int, default=6, help="training steps per arm and round")
     parser.add_argument("--val-every", type=int, default=3, help="validate every N training steps")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--alerts-delay", type=float, default=None,
+                        help="also send Telegram alerts to a test Bot API server answering this many seconds late")
+    parser.add_argument("--flush-timeout", type=float, default=5.0, help="TelegramAlerts.flush_timeout_s")
     args = parser.parse_args()
     if args.rounds < 1 or args.steps_per_round < 2 or not 1 <= args.val_every <= args.steps_per_round:
         parser.error("need --rounds >= 1, --steps-per-round >= 2 and 1 <= --val-every <= --steps-per-round")
@@ -203,14 +262,31 @@ def main() -> None:
     log.info("%d torch threads; batch %d, text %d, mel %d", torch.get_num_threads(), args.batch_size,
              args.text_length, args.mel_length)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        results = [benchmark(name, args, Path(tmp)) for name in dict.fromkeys(args.configs)]
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        bot_api = None
+        if args.alerts_delay is not None:
+            try:
+                from tests.bot_api_server import CHAT_ID, TOKEN, FakeBotApi
+            except ImportError:
+                parser.error("--alerts-delay: run from the repository root with PYTHONPATH=. (the Bot API server is "
+                             "tests/bot_api_server.py)")
+            api = stack.enter_context(FakeBotApi())
+            api.delay_s = args.alerts_delay
+            bot_api = (api.base_url, TOKEN, CHAT_ID)
+            for noisy in ("httpx", "tuner_callbacks.alerts"):
+                logging.getLogger(noisy).setLevel(logging.ERROR)
+        results = [benchmark(name, args, tmp, bot_api) for name in dict.fromkeys(args.configs)]
     for r in results:
         print(f"{r['config']}: step {r['off_step_s']:.3f} s off, {r['on_step_s']:.3f} s on; "
               f"end-to-end ratio {r['end_to_end_ratio']:.3f} (steps), {r['with_validation_ratio']:.3f} "
               f"(with validations); in tuner hooks {r['hooks_ms_per_step']:.2f} ms/step + "
               f"{r['hooks_ms_per_validation']:.1f} ms/validation -> hooks ratio {r['hooks_ratio']:.4f} "
               f"(target <= 1.01)")
+        if r["alerts_setup_s"] is not None:
+            print(f"{r['config']}: with alerts to a server answering in {args.alerts_delay:g} s; once per run: token "
+                  f"check {r['alerts_setup_s']:.2f} s, final flush {r['alerts_flush_s']:.2f} s (limit "
+                  f"{args.flush_timeout:g} s)")
 
 
 if __name__ == "__main__":
