@@ -18,14 +18,14 @@ Two figures are printed:
   the figure to trust: the end-to-end ratio swings by a few percent from one run to the next.
 
 With ``--alerts-delay SECONDS`` the "on" arm also sends ``TelegramAlerts`` (a summary with a photo at every
-validation, new bests, start and end) to the test Bot API server (``tests/bot_api_server.py``, so run from
-the repository root with ``PYTHONPATH=.``) answering each request that many seconds late; the photo is a
-ready-made PNG handed over as ``ValidationMedia`` hands its plots. The one-off waits outside training steps
-are printed too: the token check at start and the flush at the end (bounded by ``--flush-timeout``).
+validation, new bests, start and end) to the test Bot API server (``tests/bot_api_server.py``, in a process
+of its own) answering each request that many seconds late; the photo is a ready-made PNG handed over as
+``ValidationMedia`` hands its plots. The one-off waits outside training steps are printed too: the token
+check at start and the flush at the end (bounded by ``--flush-timeout``).
 
 Examples:
     python benchmarks/callback_overhead.py --configs small
-    PYTHONPATH=. python benchmarks/callback_overhead.py --configs small --alerts-delay 2
+    python benchmarks/callback_overhead.py --configs small --alerts-delay 2
     python benchmarks/callback_overhead.py --configs default small --rounds 2 --steps-per-round 4
 """
 
@@ -35,7 +35,10 @@ import argparse
 import contextlib
 import functools
 import logging
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -147,6 +150,25 @@ def png_file(folder: Path) -> Path:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+@contextlib.contextmanager
+def bot_api_server(delay: float):
+    """The test Bot API server in a process of its own (Telegram is another machine: parsing the uploads must not
+    take the training process's time), answering each request ``delay`` seconds late; yields
+    (base_url, token, chat_id)."""
+    code = ("import sys, time; from tests.bot_api_server import CHAT_ID, TOKEN, FakeBotApi\n"
+            f"api = FakeBotApi().start(); api.delay_s = {delay!r}\n"
+            "print(api.base_url, TOKEN, CHAT_ID, flush=True); sys.stdin.read()")
+    root = Path(__file__).resolve().parents[1]
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        base_url, token, chat_id = server.stdout.readline().split()
+        yield base_url, token, int(chat_id)
+    finally:
+        server.stdin.close()
+        server.wait(timeout=30)
 
 
 def tuner_callbacks(max_steps: int) -> list[pl.Callback]:
@@ -266,14 +288,7 @@ def main() -> None:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         bot_api = None
         if args.alerts_delay is not None:
-            try:
-                from tests.bot_api_server import CHAT_ID, TOKEN, FakeBotApi
-            except ImportError:
-                parser.error("--alerts-delay: run from the repository root with PYTHONPATH=. (the Bot API server is "
-                             "tests/bot_api_server.py)")
-            api = stack.enter_context(FakeBotApi())
-            api.delay_s = args.alerts_delay
-            bot_api = (api.base_url, TOKEN, CHAT_ID)
+            bot_api = stack.enter_context(bot_api_server(args.alerts_delay))
             for noisy in ("httpx", "tuner_callbacks.alerts"):
                 logging.getLogger(noisy).setLevel(logging.ERROR)
         results = [benchmark(name, args, tmp, bot_api) for name in dict.fromkeys(args.configs)]
