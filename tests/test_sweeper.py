@@ -35,8 +35,8 @@ SWEEP = [*TINY, "trainer.max_steps=4", "trainer.val_check_interval=2", "callback
 def sweep(tmp_path, cache, *overrides, check=True, wait=True, env=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SMART_TUNER_CACHE": str(cache),
            **(env or {})}
-    command = [sys.executable, str(ROOT / "train.py"), "-m", "hparams=search", *SWEEP,
-               f"paths.log_dir={tmp_path}/outputs", *overrides]
+    # No paths.log_dir: outputs/ under the working directory, as `python train.py -m ...` run there writes it.
+    command = [sys.executable, str(ROOT / "train.py"), "-m", "hparams=search", *SWEEP, *overrides]
     if not wait:
         return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True)

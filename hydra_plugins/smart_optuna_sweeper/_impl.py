@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
@@ -72,6 +73,9 @@ class SmartOptunaSweeperImpl(Sweeper):
         self.config, self.hydra_context = config, hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
                                                                 task_function=task_function)
+        # Hydra sets its HydraConfig per job, not before the sweep starts; the sweep folder (and the MLflow URI
+        # read at the end) may use ${hydra:runtime.cwd}, as conf/paths/default.yaml does.
+        HydraConfig.instance().set_config(config)
         self.sweep_dir = Path(config.hydra.sweep.dir).absolute()
 
     # -- building blocks -------------------------------------------------------------------------------------
@@ -248,6 +252,7 @@ class SmartOptunaSweeperImpl(Sweeper):
         path = write_results(study, self.sweep_dir, storage_url)
         counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
         log.info("Sweep of %s done in %.0f s: %s; results in %s", study.study_name, seconds, dict(counts), path)
+        HydraConfig.instance().set_config(self.config)  # the jobs left theirs behind
         tracking_uri = OmegaConf.select(self.config, "paths.mlflow_tracking_uri", default=None)
         if self.report:
             try:
