@@ -28,6 +28,8 @@ def _draw(make: Callable[[], Any], caption: str) -> str:
     from optuna.exceptions import ExperimentalWarning
 
     before = set(plt.get_fignums())
+    # Categorical parameters holding numbers ("8", "16") make matplotlib log a line per axis: not news here.
+    logging.getLogger("matplotlib.category").setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
             # The matplotlib backend of optuna.visualization is marked experimental; the report knows.

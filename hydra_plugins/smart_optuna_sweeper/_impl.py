@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from hydra_plugins.smart_optuna_sweeper._liveness import Heartbeat, recover_stale_trials
-from hydra_plugins.smart_optuna_sweeper._results import write_results
+from hydra_plugins.smart_optuna_sweeper._results import promote_best_trial_model, write_results
 from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace, SearchSpaceError, encode_value
 from tuner_callbacks.optuna_storage import JOURNAL_PREFIX, open_storage, record_pruner
 
@@ -254,6 +254,15 @@ class SmartOptunaSweeperImpl(Sweeper):
         log.info("Sweep of %s done in %.0f s: %s; results in %s", study.study_name, seconds, dict(counts), path)
         HydraConfig.instance().set_config(self.config)  # the jobs left theirs behind
         tracking_uri = OmegaConf.select(self.config, "paths.mlflow_tracking_uri", default=None)
+        registry_config = OmegaConf.select(self.config, "callbacks.model_registry")
+        if registry_config is not None:
+            try:
+                version = promote_best_trial_model(study, registry_config)
+                if version is not None:
+                    log.info("Registry: %s@%s -> version %d (trial %d)", registry_config.model_name,
+                             registry_config.alias, version, study.best_trial.number)
+            except Exception as error:  # the study is safe; the alias can be moved by hand
+                log.warning("Could not move the registry alias to the best trial's model: %s", error)
         if self.report:
             try:
                 from tuner_callbacks.report import build_report

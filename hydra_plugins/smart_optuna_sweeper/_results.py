@@ -29,3 +29,30 @@ def write_results(study: Any, sweep_dir: Path, storage_url: str) -> Path:
     path = sweep_dir / "optimization_results.yaml"
     OmegaConf.save(OmegaConf.create(results), path)
     return path
+
+
+def promote_best_trial_model(study: Any, registry_config: Any) -> int | None:
+    """Moves the registry alias to the model the study's best trial registered (its last version), and returns
+    that version; None when there is no single best trial or it registered nothing.
+
+    Each trial's ModelRegistry moves the alias by its own monitored metric, which need not be the study's
+    objective (a composite, say): after the sweep the alias names the model of the trial the study ranks best.
+    """
+    from tuner_callbacks.registry import Registry
+    from tuner_callbacks.registry.client import TAG_STUDY_NAME, TAG_TRIAL_NUMBER
+
+    if len(study.directions) > 1:
+        return None
+    try:
+        best = study.best_trial
+    except ValueError:  # nothing completed
+        return None
+    registry = Registry(registry_config.get("tracking_uri"))
+    name, alias = registry_config.get("model_name"), registry_config.get("alias") or "champion"
+    versions = [v for v in registry.client.search_model_versions(f"name='{name}'")
+                if v.tags.get(TAG_TRIAL_NUMBER) == str(best.number) and v.tags.get(TAG_STUDY_NAME) == study.study_name]
+    if not versions:
+        return None
+    version = max(int(v.version) for v in versions)
+    registry.client.set_registered_model_alias(name, alias, str(version))
+    return version
