@@ -29,6 +29,7 @@ from torch import Tensor
 
 from tacotron2_lightning.audio import griffin_lim, save_wav
 from tacotron2_lightning.checkpoint import CheckpointError, load_nvidia_checkpoint, read_checkpoint
+from tacotron2_lightning.cli_args import positive_int
 from tacotron2_lightning.module import Tacotron2Module
 from tacotron2_lightning.text import text_to_sequence
 
@@ -207,16 +208,6 @@ def synthesize(module: Tacotron2Module, text: str, max_decoder_steps: int | None
     return Synthesis(wav.cpu(), mel.cpu(), alignment.cpu(), stopped_on_gate)
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tacotron2_lightning.synthesize",
@@ -232,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="the wav file to write")
     parser.add_argument("--alignment-plot", type=Path, default=None,
                         help="the alignment PNG to write (default: --out with .png)")
-    parser.add_argument("--max-decoder-steps", type=_positive_int, default=None,
+    parser.add_argument("--max-decoder-steps", type=positive_int, default=None,
                         help="cap on decoder steps (default: the model's max_decoder_steps)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed torch, for repeatable output (the prenet's dropout is on at inference)")

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from tacotron2_lightning.cli_args import positive_int
 from tuner_callbacks.registry.client import (
     TAG_CHECKPOINT_BYTES,
     TAG_GLOBAL_STEP,
@@ -39,16 +40,6 @@ from tuner_callbacks.registry.client import (
     monitor_value,
 )
 from tuner_callbacks.registry.export import FORMATS
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,14 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, type=Path)
     cleanup = commands.add_parser("cleanup", help="delete all but the best K versions (aliased ones stay)")
     cleanup.add_argument("names", nargs="*", help="registered models (default: all)")
-    cleanup.add_argument("--keep", required=True, type=_positive_int, help="how many of the best versions stay")
+    cleanup.add_argument("--keep", required=True, type=positive_int, help="how many of the best versions stay")
     cleanup.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
     compare = commands.add_parser("compare", help="paired per-utterance comparison of two versions")
     compare.add_argument("a", help="NAME@ALIAS or NAME/VERSION")
     compare.add_argument("b", help="NAME@ALIAS or NAME/VERSION")
     compare.add_argument("--data-config", type=Path, default=None,
                          help="a run's .hydra/config.yaml or a data config (default: A's stored data.yaml)")
-    compare.add_argument("--max-utterances", type=_positive_int, default=None, help="cap on validation utterances")
+    compare.add_argument("--max-utterances", type=positive_int, default=None, help="cap on validation utterances")
     compare.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     compare.add_argument("--seed", type=int, default=0, help="seeds the prenet's dropout and the test")
     compare.add_argument("--json", action="store_true", help="machine-readable output")
