@@ -126,9 +126,7 @@ def _record_trial(cfg: DictConfig, summary: dict[str, Any]) -> None:
     trial = _trial(cfg)
     if trial is None or trial.get("storage") is None:
         return
-    import optuna
-
-    from tuner_callbacks.optuna_storage import open_storage
+    from tuner_callbacks.optuna_storage import load_trial
 
     attributes = {
         "mlflow_run_id": summary["mlflow_run_id"], "output_dir": str(cfg.paths.output_dir),
@@ -136,11 +134,9 @@ def _record_trial(cfg: DictConfig, summary: dict[str, Any]) -> None:
         "global_step": summary["global_step"], "max_steps": cfg.trainer.get("max_steps"),
     }
     try:
-        storage = open_storage(trial.storage)
-        study = optuna.load_study(study_name=trial.study_name, storage=storage)
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, int(trial.number))
+        optuna_trial = load_trial(trial.study_name, trial.storage, trial.number)
         for key, value in attributes.items():
-            storage.set_trial_user_attr(trial_id, key, value)
+            optuna_trial.set_user_attr(key, value)
     except Exception as error:  # the trained model matters more than its bookkeeping
         log.warning("Could not record the run in trial %s of study %s: %s", trial.number, trial.study_name, error)
 

@@ -57,3 +57,13 @@ def load_study_with_pruner(study_name: str, storage_url: str) -> Any:
         module, _, name = config.pop("_target_").rpartition(".")
         pruner = getattr(importlib.import_module(module), name)(**config)
     return optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
+
+
+def load_trial(study_name: str, storage_url: str, number: int) -> Any:
+    """Trial ``number`` of a study, as an ``optuna.trial.Trial`` that reports to the sweep's pruner: what a job
+    launched by the sweeper uses to report, to be pruned, and to record its run."""
+    import optuna
+
+    study = load_study_with_pruner(study_name, storage_url)
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, int(number))
+    return optuna.trial.Trial(study, trial_id)

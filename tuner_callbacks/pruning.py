@@ -60,13 +60,9 @@ class TrialPruning(pl.Callback):
     def trial(self) -> Any:
         """The Optuna trial (loaded from the storage on first use)."""
         if self._trial is None and self.trial_number is not None:
-            import optuna
+            from tuner_callbacks.optuna_storage import load_trial
 
-            from tuner_callbacks.optuna_storage import load_study_with_pruner
-
-            study = load_study_with_pruner(self.study_name, self.storage)
-            trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, self.trial_number)
-            self._trial = optuna.trial.Trial(study, trial_id)
+            self._trial = load_trial(self.study_name, self.storage, self.trial_number)
         return self._trial
 
     @override
