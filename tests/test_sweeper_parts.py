@@ -121,3 +121,16 @@ def test_storages_open_from_sqlite_and_journal_urls_and_bad_ones_are_named(tmp_p
         open_storage("not-a-url")
     with pytest.raises(ValueError, match="no study 'nope'"):
         load_study_with_pruner("nope", f"sqlite:///{tmp_path / 'a.db'}")
+
+
+def test_resuming_a_study_of_other_directions_is_refused_naming_both_and_leaves_it_as_it_was(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    study = optuna.create_study(study_name="tts", storage=storage, direction="minimize")
+    study.tell(study.ask(), 1.0)
+    impl = make_impl("maximize", study_name="tts")
+    impl.config = OmegaConf.create({"hydra": {"sweeper": {"pruner": {"_target_": "optuna.pruners.NopPruner"}}}})
+    with pytest.raises(SweepError, match=r"exists with directions \['minimize'\], not \['maximize'\]"):
+        impl._create_study(SPACE, storage)
+    reloaded = optuna.load_study(study_name="tts", storage=storage)
+    assert reloaded.best_value == 1.0 and reloaded.metric_names is None
+    assert not reloaded._storage.get_study_system_attrs(reloaded._study_id)  # no pruner recorded into it

@@ -108,6 +108,10 @@ class SmartOptunaSweeperImpl(Sweeper):
                                         directions=self.directions, load_if_exists=True)
         except ValueError as error:  # e.g. an existing study with other directions
             raise SweepError(f"study {study_name!r} in {storage_url}: {error}") from error
+        # Refuse an existing study of other directions before writing anything into it.
+        if [d.name.lower() for d in study.directions] != self.directions:
+            raise SweepError(f"study {study_name!r} in {storage_url} exists with directions "
+                             f"{[d.name.lower() for d in study.directions]}, not {self.directions}")
         pruner_config = OmegaConf.select(self.config, "hydra.sweeper.pruner")
         if pruner_config is not None:
             record_pruner(study, OmegaConf.to_container(pruner_config, resolve=True))
@@ -116,9 +120,6 @@ class SmartOptunaSweeperImpl(Sweeper):
             with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna
                 warnings.simplefilter("ignore")
                 study.set_metric_names(names)
-        if [d.name.lower() for d in study.directions] != self.directions:
-            raise SweepError(f"study {study_name!r} in {storage_url} exists with directions "
-                             f"{[d.name.lower() for d in study.directions]}, not {self.directions}")
         return study
 
     def _trial_overrides(self, trial: optuna.Trial, space: SearchSpace, storage_url: str) -> list[str]:
