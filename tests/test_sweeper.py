@@ -90,6 +90,7 @@ def test_a_sweep_runs_records_each_trial_and_resumes_to_the_total_n_trials(tmp_p
     assert results.best_value == pytest.approx(study.best_value)
     assert results.best_params == study.best_params
     assert Path(results.best_trial.checkpoint).is_file()
+    assert "<h2>Trials" in (sweep_dir / "report.html").read_text()  # the sweep report, written at the end
     assert results.best_trial.checkpoint.startswith(str(sweep_dir / f"trial_{study.best_trial.number}"))
     # One join key in both directions: trial -> MLflow run, MLflow run -> study and trial.
     client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
@@ -148,13 +149,14 @@ def test_a_destructive_learning_rate_is_pruned_and_a_nan_trial_fails_without_end
 def test_too_many_failures_stop_the_sweep_with_an_error_naming_the_rate(tmp_path, shared_cache):
     # An unknown model key fails every trial at config validation: no training, quick.
     done = sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=4", "hydra.sweeper.max_failure_rate=0.25",
-                 "logger=none", "+model.model_config.no_such_key=1", check=False)
+                 "logger=none", "+model.model_config.no_such_key=1", "hydra.sweeper.report=false", check=False)
     assert done.returncode != 0
     assert "max_failure_rate=0.25" in done.stderr
     study = load(tmp_path)
     assert states(study) == [TrialState.FAIL] * 2  # 2 > 0.25 * 4: stopped before trials 3 and 4
     assert "no_such_key" in study.trials[0].user_attrs["error"]
     assert (tmp_path / "outputs" / "sweeps" / "search" / "optimization_results.yaml").is_file()
+    assert not (tmp_path / "outputs" / "sweeps" / "search" / "report.html").exists()  # report=false
 
 
 def test_a_killed_sweep_resumes_failing_and_requeueing_the_trial_it_left_running(tmp_path, shared_cache):
