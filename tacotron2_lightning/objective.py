@@ -80,6 +80,7 @@ class InferenceRealTimeFactor:
 
     def __init__(self, utterances: int = 2, max_decoder_steps: int | None = None):
         self.utterances, self.max_decoder_steps = utterances, max_decoder_steps
+        self.audio_seconds = 0.0  # of the last measurement
 
     def __call__(self, metrics: Mapping[str, float], objects: Mapping[str, Any]) -> float:
         import torch
@@ -100,9 +101,9 @@ class InferenceRealTimeFactor:
                 seconds = time.perf_counter() - start
         finally:
             model.train(was_training)
-        frames = int(lengths.sum()) * model.config.n_frames_per_step
-        audio_seconds = frames * module.audio.hop_length / module.audio.sampling_rate
-        return seconds / audio_seconds if audio_seconds else math.inf
+        # ``lengths`` counts mel frames (decoder steps x n_frames_per_step already).
+        self.audio_seconds = int(lengths.sum()) * module.audio.hop_length / module.audio.sampling_rate
+        return seconds / self.audio_seconds if self.audio_seconds else math.inf
 
 
 def objective_value(cfg: DictConfig, metrics: Mapping[str, float], objects: Mapping[str, Any]

@@ -7,6 +7,7 @@ import math
 
 import optuna
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from tacotron2_lightning.config_validation import ConfigError
@@ -78,10 +79,18 @@ def test_inference_real_time_factor_times_free_running_synthesis(make_cfg):
     cfg = make_cfg()
     module, datamodule = instantiate(cfg.model), instantiate(cfg.data)
     datamodule.setup("fit")
-    rtf = InferenceRealTimeFactor(utterances=2, max_decoder_steps=20)({}, {"module": module,
-                                                                         "datamodule": datamodule})
+    measure = InferenceRealTimeFactor(utterances=2, max_decoder_steps=20)
+    torch.manual_seed(0)  # the prenet's dropout stays on at inference, as NVIDIA's: the same seed, the same stops
+    rtf = measure({}, {"module": module, "datamodule": datamodule})
     assert math.isfinite(rtf) and rtf > 0
     assert module.model.training  # left as it was
+    # The audio timed is what the decoder produced: its frames (r per step, each hop_length samples).
+    text, lengths = next(iter(datamodule.val_dataloader()))[:2]
+    module.model.eval()
+    torch.manual_seed(0)
+    *_, frames = module.model.inference(text[:2], lengths[:2], max_decoder_steps=20, return_lengths=True,
+                                        warn_at_cap=False)
+    assert measure.audio_seconds == int(frames.sum()) * module.audio.hop_length / module.audio.sampling_rate
 
 
 @pytest.mark.parametrize("kwargs, named", [({"gap_weight": -1}, "gap_weight"), ({"min_alignment": 0}, "min_alignment")])
