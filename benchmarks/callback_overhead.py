@@ -185,7 +185,7 @@ def tuner_callbacks(max_steps: int) -> list[pl.Callback]:
             gradient={"window": 3, "min_slope": 1e-9}, plateau={"window": 3, "min_relative_spread": 1e-9},
             overfitting={"train_monitor": "train/loss", "growing_checks": 1000},
             divergence={"factor": 1e9},
-            alignment={"monitor": "val/alignment_score", "min_score": 0.0, "after_steps": 10 * max_steps}),
+            floor={"monitor": "val/alignment_score", "min_value": 0.0, "after_steps": 10 * max_steps}),
         MetricHistory(export_formats=[]),
     ]
     study = optuna.create_study(pruner=optuna.pruners.NopPruner())

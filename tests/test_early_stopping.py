@@ -31,6 +31,7 @@ NAN, INF = math.nan, math.inf
 MAX_STEPS = 20
 FALLING = [0.9**i for i in range(MAX_STEPS)]  # improves by 10% a check: no rule should stop it
 OVERFIT = "train/scripted"  # scripted training metric: the real train/loss is logged per step by ToyRegression
+R2 = "val/r2"  # scripted coefficient of determination of the toy regression: higher is better, 1.0 at best
 
 
 class ScriptedToy(ToyRegression):
@@ -116,17 +117,25 @@ CASES = {
     "overfitting-mode-max": (dict(patience=100, mode="max", overfitting={"train_monitor": OVERFIT}),
                              {"val/loss": [0.5, 0.55, 0.56, 0.56, 0.55], OVERFIT: [0.5, 0.6, 0.7, 0.8, 0.9]}, 4,
                              "overfitting"),
-    # alignment: score below min_score for `patience` checks once after_steps is reached
-    "alignment-low": (dict(alignment={"monitor": "val/align", "min_score": 0.3, "after_steps": 3}),
-                      {"val/loss": FALLING, "val/align": [0.1]}, 3, "alignment_failure"),
-    "alignment-patience": (dict(alignment={"monitor": "val/align", "min_score": 0.3, "after_steps": 3, "patience": 2}),
-                           {"val/loss": FALLING, "val/align": [0.1]}, 4, "alignment_failure"),
-    "alignment-learns": (dict(alignment={"monitor": "val/align", "min_score": 0.3, "after_steps": 3}),
-                         {"val/loss": FALLING, "val/align": [0.1, 0.2, 0.35, 0.5]}, None, None),
-    "alignment-collapses": (dict(alignment={"monitor": "val/align", "min_score": 0.3}),
-                            {"val/loss": FALLING, "val/align": [0.5, 0.5, 0.5, 0.1]}, 4, "alignment_failure"),
-    "alignment-nan": (dict(alignment={"monitor": "val/align", "min_score": 0.3}),
-                      {"val/loss": FALLING, "val/align": [0.5, NAN]}, 2, "alignment_failure"),
+    # floor: another metric below min_value for `patience` checks in a row once after_steps is reached
+    "floor-below": (dict(floor={"monitor": R2, "min_value": 0.3, "after_steps": 3}),
+                    {"val/loss": FALLING, R2: [0.1]}, 3, "below_floor"),
+    "floor-defaults": (dict(floor={"monitor": R2, "min_value": 0.3}), {"val/loss": FALLING, R2: [0.1]}, 1,
+                       "below_floor"),
+    "floor-patience": (dict(floor={"monitor": R2, "min_value": 0.3, "after_steps": 3, "patience": 2}),
+                       {"val/loss": FALLING, R2: [0.1]}, 4, "below_floor"),
+    "floor-patience-in-a-row": (dict(floor={"monitor": R2, "min_value": 0.3, "patience": 2}),
+                                {"val/loss": FALLING, R2: [0.1, 0.5] * 10}, None, None),
+    "floor-reached": (dict(floor={"monitor": R2, "min_value": 0.3, "after_steps": 3}),
+                      {"val/loss": FALLING, R2: [0.1, 0.2, 0.35, 0.5]}, None, None),
+    "floor-at-the-floor": (dict(floor={"monitor": R2, "min_value": 0.3}), {"val/loss": FALLING, R2: [0.3]}, None,
+                           None),
+    "floor-falls-below": (dict(floor={"monitor": R2, "min_value": 0.3}),
+                          {"val/loss": FALLING, R2: [0.5, 0.5, 0.5, 0.1]}, 4, "below_floor"),
+    "floor-nan": (dict(floor={"monitor": R2, "min_value": 0.3}), {"val/loss": FALLING, R2: [0.5, NAN]}, 2,
+                  "below_floor"),
+    "floor-negative": (dict(floor={"monitor": R2, "min_value": -1.0}), {"val/loss": FALLING, R2: [-0.5, -2.0]}, 2,
+                       "below_floor"),
     # several rules at one check: the most alarming is reported
     "priority": (dict(patience=1, stopping_threshold=0.5, divergence={"factor": 1.5}),
                  {"val/loss": [1.0, 0.9, 2.0]}, 3, "divergence"),
@@ -154,7 +163,7 @@ WARM_UPS = [
     ("overfitting-ratio", dict(min_steps=6), 6),
     ("overfitting-growing", dict(min_steps=6), 6),
     ("overfitting-growing", dict(min_steps=8), None),
-    ("alignment-low", dict(min_steps=5), 5),
+    ("floor-below", dict(min_steps=5), 5),
 ]
 
 
@@ -271,8 +280,7 @@ RESUMED = {
     "divergence": (CASES["divergence-factor"][0], CASES["divergence-factor"][1], 2),
     "overfitting": (CASES["overfitting-growing"][0], CASES["overfitting-growing"][1], 2),
     "overfitting-smoothed": (CASES["overfitting-ratio-smoothed"][0], CASES["overfitting-ratio-smoothed"][1], 1),
-    "alignment": (dict(alignment={"monitor": "val/align", "patience": 3}), {"val/loss": FALLING, "val/align": [0.1]},
-                  2),
+    "floor": (dict(floor={"monitor": R2, "min_value": 0.3, "patience": 3}), {"val/loss": FALLING, R2: [0.1]}, 2),
 }
 
 
@@ -290,6 +298,31 @@ def test_a_resumed_run_stops_where_the_uninterrupted_run_stops(case, tmp_path):
     resumed = smart(**arguments)
     trainer = fit(tmp_path, [resumed], scripted, ckpt_path=path)
     assert stop_of(trainer, resumed) == expected
+
+
+def test_the_floor_reason_names_the_metric_its_value_the_floor_and_the_checks(tmp_path):
+    callback = smart(floor={"monitor": R2, "min_value": 0.3, "after_steps": 2, "patience": 3})
+    trainer = fit(tmp_path, [callback], {"val/loss": FALLING, R2: [0.125]})
+    assert stop_of(trainer, callback) == (4, "below_floor")
+    reason = callback.stop_reason
+    assert (reason.metric, reason.value) == (R2, pytest.approx(0.125))
+    for text in (R2, "0.125", "0.3", "3 checks", "step 2"):
+        assert text in reason.message, (text, reason.message)
+
+
+def test_a_checkpoint_from_before_the_floor_rule_resumes_its_alignment_counter(tmp_path):
+    # Checkpoints written when the rule was Tacotron2's `alignment` keep the counter as alignment_low_count.
+    arguments, scripted, interrupt_at = RESUMED["floor"]
+    first = smart(**arguments)
+    path = tmp_path / "old.ckpt"
+    fit(tmp_path, [first], scripted, max_steps=interrupt_at).save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)
+    state = checkpoint["callbacks"][first.state_key]
+    state["alignment_low_count"] = state.pop("floor_low_count")
+    torch.save(checkpoint, path)
+    resumed = smart(**arguments)
+    trainer = fit(tmp_path, [resumed], scripted, ckpt_path=path)
+    assert stop_of(trainer, resumed) == (3, "below_floor")
 
 
 def test_two_instances_keep_their_own_state_in_one_checkpoint(tmp_path):
@@ -328,9 +361,15 @@ def test_two_instances_keep_their_own_state_in_one_checkpoint(tmp_path):
     (dict(overfitting={"smoothing": 1.0}), ValueError, ["`overfitting.smoothing`", "1.0"]),
     (dict(overfitting={"train_monitor": None}), ValueError, ["`overfitting.train_monitor`", "None"]),
     (dict(divergence={"factor": 1.0}), ValueError, ["`divergence.factor`", "1.0"]),
-    (dict(alignment={"after_steps": -1}), ValueError, ["`alignment.after_steps`", "-1"]),
-    (dict(alignment={"patience": 0}), ValueError, ["`alignment.patience`", "0"]),
-    (dict(alignment={"min_score": "low"}), ValueError, ["`alignment.min_score`", "'low'"]),
+    (dict(floor={"monitor": R2, "min_value": 0.3, "after_steps": -1}), ValueError, ["`floor.after_steps`", "-1"]),
+    (dict(floor={"monitor": R2, "min_value": 0.3, "patience": 0}), ValueError, ["`floor.patience`", "0"]),
+    (dict(floor={"monitor": R2, "min_value": "low"}), ValueError, ["`floor.min_value`", "'low'"]),
+    (dict(floor={"monitor": R2, "min_value": NAN}), ValueError, ["`floor.min_value`", "nan"]),
+    (dict(floor={"monitor": "", "min_value": 0.3}), ValueError, ["`floor.monitor`", "''"]),
+    (dict(floor={"min_value": 0.3}), ValueError, ["`floor.monitor`"]),
+    (dict(floor={"monitor": R2}), ValueError, ["`floor.min_value`"]),
+    (dict(floor={}), ValueError, ["`floor.monitor`", "`floor.min_value`"]),
+    (dict(floor={"monitor": R2, "min_value": 0.3, "min_score": 0.3}), ValueError, ["`floor`", "'min_score'"]),
 ])
 def test_bad_arguments_name_the_argument_and_the_value(arguments, error, named):
     with pytest.raises(error) as raised:
@@ -340,7 +379,7 @@ def test_bad_arguments_name_the_argument_and_the_value(arguments, error, named):
 
 
 @pytest.mark.parametrize("arguments", [dict(monitor="val/missing"),
-                                       dict(alignment={"monitor": "val/missing"}),
+                                       dict(floor={"monitor": "val/missing", "min_value": 0.3}),
                                        dict(overfitting={"train_monitor": "val/missing"})])
 def test_a_missing_metric_is_named_or_skipped_when_not_strict(arguments, tmp_path):
     with pytest.raises(RuntimeError, match="`val/missing`.*`val/loss`"):
@@ -360,15 +399,15 @@ def test_config_file_builds_the_callback_with_its_tacotron2_defaults():
     assert isinstance(callback, SmartEarlyStopping)
     assert (callback.monitor, callback.mode, callback.patience) == ("val/loss", "min", 10)
     assert callback.divergence == {"factor": 3.0}
-    assert callback.alignment["monitor"] == "val/alignment_score" and callback.alignment["min_score"] == 0.25
+    assert callback.floor == {"monitor": "val/alignment_score", "min_value": 0.25, "after_steps": 5000, "patience": 2}
 
 
-@pytest.mark.parametrize(("min_score", "expected"), [(1.01, (3, "alignment_failure")), (0.0, (None, None))])
-def test_tacotron2_alignment_failure_stops_the_run(min_score, expected, tmp_path):
+@pytest.mark.parametrize(("min_value", "expected"), [(1.01, (3, "below_floor")), (0.0, (None, None))])
+def test_a_floor_on_the_tacotron2_alignment_score_stops_a_run_that_did_not_align(min_value, expected, tmp_path):
     # A score is at most 1.0: 1.01 makes any real alignment "low", 0.0 none.
     torch.manual_seed(0)
     module = Tacotron2Module(tiny_config(), health_utterances=0)
-    callback = smart(patience=100, alignment={"min_score": min_score, "after_steps": 3})
+    callback = smart(patience=100, floor={"monitor": "val/alignment_score", "min_value": min_value, "after_steps": 3})
     batch = synthetic_batch()
     trainer = toy_trainer(tmp_path, [callback], max_steps=5, gradient_clip_val=1.0)
     trainer.fit(module, repeated_loader(batch, 10), repeated_loader(batch, 1))

@@ -32,6 +32,9 @@ def _optional(check: tuple) -> tuple:
     return (lambda v: v is None or check[0](v), f"None or {check[1]}")
 
 
+# The default of an option the caller must give: a rule that knows no sensible value for any model has none.
+_REQUIRED = object()
+
 # Option -> (default, check) for each optional rule.
 _RULES: dict[str, dict[str, tuple[Any, tuple]]] = {
     "gradient": {"window": (5, _INT_GE_2), "min_slope": (1e-3, _NUMBER_GE_0)},
@@ -39,8 +42,8 @@ _RULES: dict[str, dict[str, tuple[Any, tuple]]] = {
     "overfitting": {"train_monitor": ("train/loss", _NAME), "growing_checks": (3, _optional(_INT_GE_1)),
                     "max_ratio": (None, _optional(_NUMBER_GT_1)), "smoothing": (0.0, _FRACTION)},
     "divergence": {"factor": (3.0, _NUMBER_GT_1)},
-    "alignment": {"monitor": ("val/alignment_score", _NAME), "min_score": (0.3, _NUMBER),
-                  "after_steps": (0, _INT_GE_0), "patience": (1, _INT_GE_1)},
+    "floor": {"monitor": (_REQUIRED, _NAME), "min_value": (_REQUIRED, _NUMBER),
+              "after_steps": (0, _INT_GE_0), "patience": (1, _INT_GE_1)},
 }
 
 
@@ -59,6 +62,10 @@ def _rule_options(rule: str, given: Mapping[str, Any] | None) -> dict[str, Any] 
     unknown = sorted(set(given) - set(spec))
     if unknown:
         raise ValueError(f"`{rule}` got unknown option(s) {', '.join(map(repr, unknown))}; valid: {', '.join(spec)}")
+    missing = [key for key, (default, _) in spec.items() if default is _REQUIRED and key not in given]
+    if missing:
+        raise ValueError(f"`{rule}` needs option(s) {', '.join(f'`{rule}.{key}`' for key in missing)}; "
+                         f"got {dict(given)!r}")
     options = {key: given.get(key, default) for key, (default, _) in spec.items()}
     for key, (_, check) in spec.items():
         _require(f"{rule}.{key}", options[key], check)

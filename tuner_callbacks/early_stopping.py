@@ -33,7 +33,7 @@ from tuner_callbacks._windows import relative_slope, relative_spread
 from tuner_callbacks.stop_reason import StopReason, log_stop_reason, set_stop_reason
 
 # When several rules fire at one check, the most alarming is reported: a broken run before a finished one.
-CRITERIA = ("non_finite", "divergence_threshold", "divergence", "alignment_failure", "overfitting",
+CRITERIA = ("non_finite", "divergence_threshold", "divergence", "below_floor", "overfitting",
             "stopping_threshold", "patience", "gradient", "plateau")
 
 
@@ -55,8 +55,10 @@ class SmartEarlyStopping(pl.Callback):
       loss); ``smoothing`` > 0 replaces it by an exponential moving average over checks with that weight.
     - ``divergence`` ``{factor}``: the metric is NaN/Inf, or worse than ``factor`` times its best (best /
       factor in max mode; for positive metrics such as losses).
-    - ``alignment`` ``{monitor, min_score, after_steps, patience}``: from step ``after_steps`` on, Tacotron2's
-      alignment score (higher is better; NaN counts as low) stayed below ``min_score`` for ``patience`` checks.
+    - ``floor`` ``{monitor, min_value, after_steps, patience}``: from step ``after_steps`` on (default 0), the
+      metric ``monitor`` (any logged metric, not only the one early stopping watches; NaN counts as below)
+      stayed below ``min_value`` for ``patience`` checks in a row (default 1). ``monitor`` and ``min_value``
+      have no defaults: what counts as failing is the model's, e.g. an attention alignment score that never rose.
 
     Before ``min_steps`` steps and ``min_epochs`` epochs no rule may stop the run, but all of them keep
     counting, as Lightning's ``EarlyStopping`` does under ``Trainer(min_steps=...)``: the first check after the
@@ -68,7 +70,7 @@ class SmartEarlyStopping(pl.Callback):
 
     Example:
         >>> stopper = SmartEarlyStopping("val/loss", patience=10, divergence={"factor": 3.0},
-        ...                              alignment={"min_score": 0.25, "after_steps": 5000})
+        ...                              floor={"monitor": "val/accuracy", "min_value": 0.5, "after_steps": 5000})
         >>> trainer = pl.Trainer(callbacks=[stopper], max_steps=100_000)
     """
 
@@ -87,7 +89,7 @@ class SmartEarlyStopping(pl.Callback):
         plateau: Mapping[str, Any] | None = None,
         overfitting: Mapping[str, Any] | None = None,
         divergence: Mapping[str, Any] | None = None,
-        alignment: Mapping[str, Any] | None = None,
+        floor: Mapping[str, Any] | None = None,
         strict: bool = True,
         check_on_train_epoch_end: bool | None = None,
         verbose: bool = True,
@@ -111,7 +113,7 @@ class SmartEarlyStopping(pl.Callback):
         self.plateau = _rule_options("plateau", plateau)
         self.overfitting = _rule_options("overfitting", overfitting)
         self.divergence = _rule_options("divergence", divergence)
-        self.alignment = _rule_options("alignment", alignment)
+        self.floor = _rule_options("floor", floor)
         if self.overfitting and self.overfitting["growing_checks"] is None and self.overfitting["max_ratio"] is None:
             raise ValueError(f"`overfitting` needs growing_checks or max_ratio, got {dict(overfitting)!r}")
         self._better = torch.lt if mode == "min" else torch.gt
@@ -125,7 +127,7 @@ class SmartEarlyStopping(pl.Callback):
         self.previous_gap: float | None = None
         self.gap_growth = 0
         self.train_ema: float | None = None
-        self.alignment_low_count = 0
+        self.floor_low_count = 0
         self.stopped_step = 0
         self.stopped_epoch = 0
         self.stop_reason: StopReason | None = None
@@ -234,8 +236,8 @@ class SmartEarlyStopping(pl.Callback):
             self.history.append(value)
         if self.divergence:
             self._check_divergence(value, fired)
-        if self.alignment:
-            self._check_alignment(trainer, fired)
+        if self.floor:
+            self._check_floor(trainer, fired)
         if self.overfitting and finite:
             self._check_overfitting(trainer, value, fired)
         if self.gradient and len(self.history) >= self.gradient["window"]:
@@ -270,20 +272,20 @@ class SmartEarlyStopping(pl.Callback):
                 fired["divergence"] = (f"{name} = {value:.4g} is {relation} {limit:.4g}, {factor} times its best "
                                        f"{best:.4g}", name, value)
 
-    def _check_alignment(self, trainer: pl.Trainer, fired: dict) -> None:
-        options = self.alignment
+    def _check_floor(self, trainer: pl.Trainer, fired: dict) -> None:
+        options = self.floor
         if trainer.global_step < options["after_steps"]:
             return
-        score = self._read(trainer.callback_metrics, options["monitor"])
-        if score is None:
+        value = self._read(trainer.callback_metrics, options["monitor"])
+        if value is None:
             return
-        score = float(score)
-        low = not score >= options["min_score"]  # NaN is low: attention that produced NaN has not aligned
-        self.alignment_low_count = self.alignment_low_count + 1 if low else 0
-        if self.alignment_low_count >= options["patience"]:
-            fired["alignment_failure"] = (f"{options['monitor']} = {score:.4g} stayed below min_score "
-                                          f"{options['min_score']} for {self.alignment_low_count} checks after step "
-                                          f"{options['after_steps']}", options["monitor"], score)
+        name, value, floor = options["monitor"], float(value), options["min_value"]
+        low = not value >= floor  # NaN is below: a metric that became NaN has not reached the floor
+        self.floor_low_count = self.floor_low_count + 1 if low else 0
+        if self.floor_low_count >= options["patience"]:
+            fired["below_floor"] = (f"{name} = {value:.4g} stayed below the floor min_value {floor} for "
+                                    f"{self.floor_low_count} checks in a row after step {options['after_steps']}",
+                                    name, value)
 
     def _check_overfitting(self, trainer: pl.Trainer, value: float, fired: dict) -> None:
         options = self.overfitting
@@ -311,7 +313,7 @@ class SmartEarlyStopping(pl.Callback):
         return {
             "wait_count": self.wait_count, "best_score": self.best_score, "history": list(self.history),
             "previous_gap": self.previous_gap, "gap_growth": self.gap_growth, "train_ema": self.train_ema,
-            "alignment_low_count": self.alignment_low_count, "stopped_step": self.stopped_step,
+            "floor_low_count": self.floor_low_count, "stopped_step": self.stopped_step,
             "stopped_epoch": self.stopped_epoch,
             "stop_reason": self.stop_reason.to_dict() if self.stop_reason else None,
         }
@@ -324,7 +326,8 @@ class SmartEarlyStopping(pl.Callback):
         self.previous_gap = state_dict.get("previous_gap")
         self.gap_growth = int(state_dict.get("gap_growth", 0))
         self.train_ema = state_dict.get("train_ema")
-        self.alignment_low_count = int(state_dict.get("alignment_low_count", 0))
+        # alignment_low_count: the same counter under the name of the rule before it was generalised.
+        self.floor_low_count = int(state_dict.get("floor_low_count", state_dict.get("alignment_low_count", 0)))
         self.stopped_step = int(state_dict.get("stopped_step", 0))
         self.stopped_epoch = int(state_dict.get("stopped_epoch", 0))
         reason = state_dict.get("stop_reason")
