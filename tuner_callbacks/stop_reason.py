@@ -1,8 +1,9 @@
 """Why a run stopped: one small record that the stopping callback writes and alerts, registry and sweeper read.
 
-The first reason set wins: when pruning and early stopping both fire in one step, the first to decide is the
-one reported. Stored on the trainer so that any callback, in anyone's Trainer, finds it without knowing
-which callback set it.
+The first reason set in a fit wins: when pruning and early stopping both fire in one step, the first to decide
+is the one reported. Stored on the trainer so that any callback, in anyone's Trainer, finds it without knowing
+which callback set it. It explains one fit: it stays readable after ``trainer.fit`` returns and is forgotten
+when the next ``trainer.fit`` on the same Trainer starts, so that fit can record its own.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
+from typing_extensions import override
 
 _ATTRIBUTE = "smart_tuner_stop_reason"
 # MLflow run tags naming why a run stopped: `python -m tuner_callbacks.watch` and the sweep report read them.
@@ -24,7 +27,7 @@ class StopReason:
     0.52)``."""
 
     source: str  # who stopped the run: "early_stopping", "pruning", "exception", ...
-    criterion: str  # which rule: "patience", "divergence", "plateau", "alignment_failure", "pruned", ...
+    criterion: str  # which rule: "patience", "divergence", "plateau", "below_floor", "pruned", ...
     message: str  # one human sentence naming the metric and the numbers
     step: int  # trainer.global_step when it was decided
     metric: str | None = None
@@ -34,16 +37,37 @@ class StopReason:
         return asdict(self)
 
 
+class _ForgetOnNextFit(pl.Callback):
+    """Clears the trainer's stop reason as a new fit sets up, before any hook of that fit can record one.
+
+    Added to ``trainer.callbacks`` by the first :func:`set_stop_reason`: whoever sets a reason (our callbacks, or
+    anyone's), the reason is then tied to its fit, and a Trainer that never records one carries no extra callback.
+    """
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == TrainerFn.FITTING:
+            clear_stop_reason(trainer)
+
+
 def set_stop_reason(trainer: pl.Trainer, reason: StopReason) -> bool:
-    """Records ``reason`` unless one is already set; returns whether it was recorded."""
+    """Records ``reason`` unless this fit already has one; returns whether it was recorded."""
     if getattr(trainer, _ATTRIBUTE, None) is not None:
         return False
     setattr(trainer, _ATTRIBUTE, reason)
+    if not any(isinstance(callback, _ForgetOnNextFit) for callback in trainer.callbacks):
+        trainer.callbacks.append(_ForgetOnNextFit())
     return True
 
 
 def get_stop_reason(trainer: pl.Trainer) -> StopReason | None:
+    """Why the trainer's current (or, once it returned, latest) fit stopped; None when nothing recorded a reason."""
     return getattr(trainer, _ATTRIBUTE, None)
+
+
+def clear_stop_reason(trainer: pl.Trainer) -> None:
+    """Forgets the trainer's stop reason (done for you when a new fit starts)."""
+    setattr(trainer, _ATTRIBUTE, None)
 
 
 def stop_reason_tags(reason: StopReason) -> dict[str, str]:
