@@ -15,11 +15,16 @@ from typing import Any
 import pytorch_lightning as pl
 from typing_extensions import override
 
+from tuner_callbacks.state_keys import adopt_older_state
+
 log = logging.getLogger(__name__)
 
 
 class ValidationMedia(pl.Callback):
     """Writes and logs validation media of a :class:`~tacotron2_lightning.module.Tacotron2Module`.
+
+    One per Trainer: its state (the validations counted) is checkpointed under the class name alone, so a resumed
+    run may change ``every_n_validations`` and counts on.
 
     Args:
         every_n_validations: make media at every N-th validation (1: all).
@@ -38,11 +43,6 @@ class ValidationMedia(pl.Callback):
         self.griffin_lim_iters = griffin_lim_iters
         self.validations = 0
         self.latest: dict[str, Any] = {}  # {"step": int, "alignment": Path, "mel": Path, "audio": Path, ...}
-
-    @property
-    @override
-    def state_key(self) -> str:
-        return self._generate_state_key(every_n_validations=self.every_n_validations)
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -92,6 +92,11 @@ class ValidationMedia(pl.Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         return {"validations": self.validations}
+
+    @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        adopt_older_state(self, checkpoint)  # keys once held every_n_validations
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -185,6 +185,29 @@ def test_resume_continues_the_count_and_does_not_repeat_the_best(bot_api, tmp_pa
     assert resumed.validations == 8 and resumed.state_dict()["elapsed_s"] > state["elapsed_s"]
 
 
+def test_resume_with_another_min_level_keeps_the_count(bot_api, tmp_path):
+    first = alerts(bot_api, min_level="info")
+    fit(tmp_path, [first], max_steps=4).save_checkpoint(tmp_path / "end.ckpt")
+    resumed = alerts(bot_api, min_level="warning")
+    assert resumed.state_key == first.state_key  # which alerts are sent does not identify the count
+    fit(tmp_path, [resumed], ckpt_path=str(tmp_path / "end.ckpt"), max_steps=6)
+    assert resumed.validations == 6
+
+
+def test_a_checkpoint_keyed_by_chat_and_min_level_resumes_each_chats_count(bot_api, tmp_path):
+    ours, theirs = alerts(bot_api), alerts(bot_api, chat_id="@other")
+    assert ours.state_key != theirs.state_key
+    fit(tmp_path, [ours], max_steps=4).save_checkpoint(tmp_path / "end.ckpt")
+    checkpoint = torch.load(tmp_path / "end.ckpt", weights_only=True)
+    state = checkpoint["callbacks"].pop(ours.state_key)
+    checkpoint["callbacks"][f"TelegramAlerts{{'chat_id': {CHAT_ID!r}, 'min_level': 'info'}}"] = state
+    checkpoint["callbacks"]["TelegramAlerts{'chat_id': '@other', 'min_level': 'info'}"] = {**state, "validations": 1}
+    torch.save(checkpoint, tmp_path / "end.ckpt")
+    resumed = alerts(bot_api, min_level="critical")
+    fit(tmp_path, [resumed], ckpt_path=str(tmp_path / "end.ckpt"), max_steps=6)
+    assert resumed.validations == 6
+
+
 class NotRankZero(SingleDeviceStrategy):
     """One process that believes it is a DDP rank other than zero."""
 

@@ -227,18 +227,33 @@ def test_state_survives_a_checkpoint_and_the_resumed_run_continues_it(tmp_path):
     pd.testing.assert_frame_equal(after[after.step <= 10].reset_index(drop=True), before)
 
 
-def test_two_instances_keep_their_own_state_in_one_checkpoint(tmp_path):
-    every, sparse = MetricHistory(export_formats=()), MetricHistory(every_n_steps=2, export_formats=())
-    trainer = fit_toy(tmp_path, [every, sparse], ToyRegression(), max_steps=6)
-    trainer.save_checkpoint(tmp_path / "two.ckpt")
-    states = torch.load(tmp_path / "two.ckpt", weights_only=True)["callbacks"]
-    assert len([key for key in states if key.startswith("MetricHistory")]) == 2
+def test_a_resumed_run_with_other_sampling_and_bounding_keeps_the_history(tmp_path):
+    first = MetricHistory(export_formats=())
+    fit_toy(tmp_path, [first], ToyRegression(), max_steps=6).save_checkpoint(tmp_path / "run.ckpt")
+    resumed = MetricHistory(every_n_steps=2, max_rows_per_metric=100, bounding="window", export_formats=())
+    assert resumed.state_key == first.state_key
+    toy_trainer(tmp_path, [resumed], max_steps=10).fit(ToyRegression(), toy_loader(), toy_loader(),
+                                                       ckpt_path=tmp_path / "run.ckpt")
+    assert resumed.dataframe("train/loss").step.tolist() == [1, 2, 3, 4, 5, 6, 8, 10]
 
-    again, sparse_again = MetricHistory(export_formats=()), MetricHistory(every_n_steps=2, export_formats=())
-    for callback, key in ((again, every.state_key), (sparse_again, sparse.state_key)):
-        callback.load_state_dict(states[key])
-    assert again.dataframe("train/loss").step.tolist() == [1, 2, 3, 4, 5, 6]
-    assert sparse_again.dataframe("train/loss").step.tolist() == [2, 4, 6]
+
+def test_a_second_instance_is_refused_when_the_trainer_is_built():
+    # Both would record every metric under one state key: Lightning refuses rather than lose one on save.
+    with pytest.raises(RuntimeError, match="more than one stateful callback of type `MetricHistory`"):
+        pl.Trainer(callbacks=[MetricHistory(), MetricHistory(every_n_steps=2)], logger=False)
+
+
+def test_a_checkpoint_keyed_by_the_old_settings_resumes_the_history(tmp_path):
+    first = MetricHistory(export_formats=())
+    fit_toy(tmp_path, [first], ToyRegression(), max_steps=4).save_checkpoint(tmp_path / "run.ckpt")
+    checkpoint = torch.load(tmp_path / "run.ckpt", weights_only=True)
+    old_key = "MetricHistory{'every_n_steps': 1, 'bounding': 'downsample', 'max_rows_per_metric': 10000}"
+    checkpoint["callbacks"][old_key] = checkpoint["callbacks"].pop(first.state_key)
+    torch.save(checkpoint, tmp_path / "run.ckpt")
+    resumed = MetricHistory(every_n_steps=2, export_formats=())
+    toy_trainer(tmp_path, [resumed], max_steps=6).fit(ToyRegression(), toy_loader(), toy_loader(),
+                                                      ckpt_path=tmp_path / "run.ckpt")
+    assert resumed.dataframe("train/loss").step.tolist() == [1, 2, 3, 4, 6]
 
 
 @pytest.mark.parametrize(("kwargs", "argument", "value"), [

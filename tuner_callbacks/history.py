@@ -22,6 +22,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from typing_extensions import override
 
 from tuner_callbacks._anomalies import detect_anomalies
+from tuner_callbacks.state_keys import adopt_older_state
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,7 +66,9 @@ class MetricHistory(pl.Callback):
     name, not Lightning's ``_step``/``_epoch`` copies. Memory stays bounded at ``max_rows_per_metric`` rows per metric:
     ``"downsample"`` keeps every 2nd row of the oldest half (the whole run's shape, first and last rows kept),
     ``"window"`` keeps only the newest rows. At the end of training the history is written as CSV/Parquet/JSON
-    and logged to every MLflow logger under ``metric_history/``.
+    and logged to every MLflow logger under ``metric_history/``. One per Trainer: every instance records every
+    metric, so no setting identifies its state, which is checkpointed under the class name alone; a resumed run
+    may change ``every_n_steps``, ``bounding`` or ``max_rows_per_metric`` and keeps its history.
 
     Anomalies: a value is ``non_finite`` (NaN/Inf), a ``spike`` when its robust z-score against the trailing
     ``anomaly_window`` values (median, 1.4826 * MAD) exceeds ``z_threshold``, or else a ``jump`` when its change
@@ -126,12 +129,6 @@ class MetricHistory(pl.Callback):
         self._before_val: dict[str, torch.Tensor] = {}
         self._last_train_step = -1
         self._warned: set[tuple[str, str, str]] = set()
-
-    @property
-    @override
-    def state_key(self) -> str:
-        return self._generate_state_key(every_n_steps=self.every_n_steps, bounding=self.bounding,
-                                        max_rows_per_metric=self.max_rows_per_metric)
 
     # Recording ---------------------------------------------------------------------------------------------
 
@@ -362,6 +359,11 @@ class MetricHistory(pl.Callback):
         return {"series": [{"phase": phase, "metric": name, "steps": list(s.steps), "epochs": list(s.epochs),
                             "values": list(s.values)} for (phase, name), s in self._series.items()],
                 "warned": [list(key) for key in sorted(self._warned)]}
+
+    @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        adopt_older_state(self, checkpoint)  # keys once held every_n_steps, bounding and max_rows_per_metric
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

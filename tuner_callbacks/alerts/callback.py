@@ -25,6 +25,7 @@ from tuner_callbacks.alerts.channels import ChannelError, LogChannel, RetryableE
 from tuner_callbacks.alerts.dispatcher import AlertDispatcher, AlertsConfigError, build_dispatcher
 from tuner_callbacks.alerts.message import Alert, check_level
 from tuner_callbacks.alerts.redaction import Secret
+from tuner_callbacks.state_keys import adopt_older_state
 from tuner_callbacks.stop_reason import get_stop_reason
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,8 @@ class TelegramAlerts(pl.Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(chat_id=self.chat_id, min_level=self.min_level)
+        # The chat identifies the conversation the counts belong to; min_level only filters what is sent.
+        return self._generate_state_key(chat_id=self.chat_id)
 
     def _about(self) -> dict[str, Any]:
         return {"trial_number": self.trial_number, "study_name": self.study_name}
@@ -294,6 +296,11 @@ class TelegramAlerts(pl.Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         return {"validations": self.validations, "elapsed_s": self._elapsed()}
+
+    @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        adopt_older_state(self, checkpoint, chat_id=self.chat_id)  # keys once held min_level too
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
