@@ -14,6 +14,7 @@ _WHERE = {
     "ModelRegistry": "tuner_callbacks.registry",
     "ParamScheduler": "tuner_callbacks.scheduling",
     "SmartEarlyStopping": "tuner_callbacks.early_stopping",
+    "StepProgressBar": "tuner_callbacks.progress_bar",
     "StopReason": "tuner_callbacks.stop_reason",
     "TelegramAlerts": "tuner_callbacks.alerts",
     "TrialPruning": "tuner_callbacks.pruning",
