@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from tacotron2_lightning.objective import objective_value
-from tacotron2_lightning.training import train
+from tacotron2_lightning.app.objective import objective_value
+from tacotron2_lightning.app.training import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tacotron2_lightning.training import train
+from tacotron2_lightning.app.training import train
 from tests.bot_api_server import CHAT_ID, TOKEN, FakeBotApi
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tacotron2_lightning.config_validation import ConfigError
-from tacotron2_lightning.objective import CompositeObjective, InferenceRealTimeFactor, objective_value
+from tacotron2_lightning.app.config_validation import ConfigError
+from tacotron2_lightning.app.objective import CompositeObjective, InferenceRealTimeFactor, objective_value
 from tests.toy_module import ToyRegression, toy_loader, toy_trainer
 from tuner_callbacks import MetricHistory
 from tuner_callbacks.pruning import TrialPruning
@@ -55,7 +55,7 @@ def test_the_gap_penalty_is_the_growth_of_val_minus_train_since_its_smallest(tmp
 def test_objective_value_returns_the_metric_the_composite_or_a_tuple(tmp_path):
     cfg = OmegaConf.create({"optimized_metric": "val/loss"})
     assert objective_value(cfg, METRICS, {}) == 0.5
-    cfg.objective = {"_target_": "tacotron2_lightning.objective.CompositeObjective", "alignment_weight": 1.0}
+    cfg.objective = {"_target_": "tacotron2_lightning.app.objective.CompositeObjective", "alignment_weight": 1.0}
     assert objective_value(cfg, METRICS, {}) == pytest.approx(1.1)
     cfg.objective = ["val/loss", "train/loss"]
     assert objective_value(cfg, METRICS, {}) == (0.5, 0.3)

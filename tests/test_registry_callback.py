@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tacotron2_lightning.synthesize import load_for_synthesis
-from tacotron2_lightning.training import train
+from tacotron2_lightning.app.training import train
+from tacotron2_lightning.synthesis import load_for_synthesis
 from tests.toy_module import ToyRegression, toy_loader, toy_trainer
+from tuner_callbacks.contract import TAG_STUDY, TAG_TRIAL
 from tuner_callbacks.early_stopping import SmartEarlyStopping
 from tuner_callbacks.registry import ModelRegistry, Registry
 from tuner_callbacks.registry.tags import git_commit, hparam_tags, metric_tags
@@ -76,7 +77,7 @@ def test_without_an_mlflow_logger_the_callback_logs_to_its_own_finished_run(stor
     assert run.info.status == "FINISHED"
     assert registry.client.get_experiment(run.info.experiment_id).name == "toy-own-run"
     assert version.source.startswith(str(store / "artifacts"))
-    assert run.data.tags["trial.number"] == "7" and version.tags["trial.study_name"] == "study"
+    assert run.data.tags[TAG_TRIAL] == "7" and version.tags[TAG_STUDY] == "study"
     checkpoint = registry.download(version, tmp_path / "download")
     content = torch.load(checkpoint, weights_only=True)
     assert "optimizer_states" not in content  # weights only: smaller
@@ -158,10 +159,10 @@ def test_sweep_of_two_trials_ends_with_the_alias_on_the_better_trial(make_cfg, t
     versions = registry.versions("tacotron2-train")
     champion = registry.resolve("tacotron2-train@champion")
     better_trial = str(rates.index(1e-3))
-    assert champion.tags["trial.number"] == better_trial and champion.tags["trial.study_name"] == "s"
+    assert champion.tags[TAG_TRIAL] == better_trial and champion.tags[TAG_STUDY] == "s"
     assert champion.version == versions[0].version  # the best of both trials
     assert float(champion.tags["monitor_value"]) == min(float(v.tags["monitor_value"]) for v in versions)
-    assert {v.tags["trial.number"] for v in versions} == {"0", "1"}
+    assert {v.tags[TAG_TRIAL] for v in versions} == {"0", "1"}
     # Tags: the metrics of that validation, the hyper-parameters, the step and where it came from.
     assert champion.tags["hparam.learning_rate"] == "0.001"
     assert champion.tags["hparam.model_config/decoder_rnn_dim"] == "64"
@@ -170,7 +171,7 @@ def test_sweep_of_two_trials_ends_with_the_alias_on_the_better_trial(make_cfg, t
     assert champion.tags["git_commit"] == git_commit()
     # The artifacts went to the trial's own MLflow run, and the checkpoint rebuilds the model.
     last_run_versions = [v for v in versions if v.run_id == run["mlflow_run_id"]]
-    assert last_run_versions and all(v.tags["trial.number"] == "1" for v in last_run_versions)
+    assert last_run_versions and all(v.tags[TAG_TRIAL] == "1" for v in last_run_versions)
     module = load_for_synthesis(registry.download(champion, tmp_path / "champion"))
     assert module.config.decoder_rnn_dim == 64
     assert (tmp_path / "champion" / "data.yaml").read_text().startswith("_target_: tacotron2_lightning")

@@ -11,10 +11,10 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
+from tacotron2_lightning.app.training import train
 from tacotron2_lightning.checkpoint import load_nvidia_checkpoint
 from tacotron2_lightning.model import Tacotron2
-from tacotron2_lightning.synthesize import load_for_synthesis
-from tacotron2_lightning.training import train
+from tacotron2_lightning.synthesis import load_for_synthesis
 from tests.conftest import DATA_DIR
 from tests.test_registry_callback import ONLY_THE_REGISTRY
 from tests.train_configs import compose_train_config

@@ -17,9 +17,9 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from tests.mlflow_stores import fresh_mlflow_store
-from tuner_callbacks._report_data import pruning_savings, trial_rows
-from tuner_callbacks._report_media import find_media
 from tuner_callbacks.report import REPORT_TAG, build_report, log_report, main
+from tuner_callbacks.report.data import pruning_savings, trial_rows
+from tuner_callbacks.report.media import find_media
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ["summary", "history", "importances", "parallel", "slices", "pareto", "trials", "pruning", "media"]

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from hydra_plugins.smart_optuna_sweeper._liveness import HOST, PID, is_stale
 from tests.bot_api_server import CHAT_ID, TOKEN, FakeBotApi
 from tests.train_configs import CONF, ROOT, TINY
+from tuner_callbacks.contract import TAG_TRIAL
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -103,7 +104,7 @@ def test_a_sweep_runs_records_each_trial_and_resumes_to_the_total_n_trials(tmp_p
     # Each trial registered its final model; the champion alias ended on the study's best trial (by the
     # composite objective, not the val/loss each ModelRegistry compares).
     champion = client.get_model_version_by_alias("tacotron2-search", "champion")
-    assert int(champion.tags["trial.number"]) == study.best_trial.number
+    assert int(champion.tags[TAG_TRIAL]) == study.best_trial.number
     # Optuna's own tools read the study (optuna-dashboard takes the same storage URL).
     listed = subprocess.run([str(Path(sys.executable).parent / "optuna"), "trials", "--study-name", "search",
                              "--storage", f"sqlite:///{sweep_dir}/optuna.db", "-f", "json"],

@@ -14,13 +14,14 @@ import pytorch_lightning as pl
 import soundfile
 import torch
 
+from tacotron2_lightning.app.synthesize import load_checkpoint, main
 from tacotron2_lightning.audio import AudioConfig
 from tacotron2_lightning.checkpoint import CheckpointError
 from tacotron2_lightning.config import Tacotron2Config
 from tacotron2_lightning.model import Tacotron2
 from tacotron2_lightning.module import Tacotron2Module
 from tacotron2_lightning.plots import alignment_figure, mel_figure, save_figure
-from tacotron2_lightning.synthesize import SynthesisInputError, load_for_synthesis, main, synthesize
+from tacotron2_lightning.synthesis import SynthesisInputError, load_for_synthesis, synthesize
 from tests.conftest import repeated_loader, synthetic_batch, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ def cli_process(trained, tmp_path_factory):
     folder = tmp_path_factory.mktemp("subprocess")
     out, log = folder / "speech.wav", folder / "stderr.txt"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "tacotron2_lightning.synthesize", "--checkpoint", str(trained[1]),
+    command = [sys.executable, "-m", "tacotron2_lightning.app.synthesize", "--checkpoint", str(trained[1]),
                "--text", "Hello.", "--out", str(out), "--max-decoder-steps", "8", "--seed", "0"]
     with open(log, "w") as stderr:  # a file, not a pipe: nobody reads a pipe until the test, so it could fill
         process = subprocess.Popen(command, cwd=folder, env=env, stdout=stderr, stderr=subprocess.STDOUT)
@@ -142,7 +143,7 @@ def registered(trained, tmp_path_factory):
 @pytest.mark.parametrize("uri", ["models:/tiny@champion", "models:/tiny/1"])
 def test_registry_uris_load_the_registered_checkpoint(trained, registered, uri):
     module, _ = trained
-    loaded = load_for_synthesis(uri, tracking_uri=registered)
+    loaded = load_checkpoint(uri, tracking_uri=registered)
     assert loaded.config == module.config and loaded.text_cleaners == ["basic_cleaners"] and not loaded.training
     for key, value in module.model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[key], value), key
@@ -155,7 +156,7 @@ def test_registry_uris_load_the_registered_checkpoint(trained, registered, uri):
 ])
 def test_unknown_registry_versions_are_named(registered, uri, message):
     with pytest.raises(CheckpointError, match=message):
-        load_for_synthesis(uri, tracking_uri=registered)
+        load_checkpoint(uri, tracking_uri=registered)
 
 
 # synthesize

@@ -11,8 +11,8 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tacotron2_lightning.config_validation import ConfigError, validate_config
-from tacotron2_lightning.training import train
+from tacotron2_lightning.app.config_validation import ConfigError, validate_config
+from tacotron2_lightning.app.training import train
 from tests.data_factory import write_ljspeech
 from tests.train_configs import CONF, ROOT, TINY
 
@@ -125,7 +125,7 @@ def test_train_py_runs_and_names_a_metric_that_was_not_logged(tmp_path, shared_c
 
 
 def test_run_params_mask_secrets_and_database_passwords():
-    from tacotron2_lightning.training import flatten_for_params
+    from tacotron2_lightning.app.training import flatten_for_params
 
     flat = flatten_for_params({"alerts": {"token": "123:ABC", "chat_id": 5}, "api_key": "k",
                                "trial": {"storage": "postgresql://tuner:p@ss@db:5432/optuna", "number": 3},

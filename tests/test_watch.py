@@ -17,23 +17,21 @@ import pytest
 from rich.console import Console
 
 from tests.mlflow_stores import fresh_mlflow_store
-from tuner_callbacks._watch_rows import (
-    STOP_CRITERION,
-    STOP_MESSAGE,
-    STOP_SOURCE,
-    STOP_STEP,
+from tuner_callbacks.contract import TAG_STOP_CRITERION, TAG_STOP_MESSAGE, TAG_STOP_SOURCE, TAG_STOP_STEP
+from tuner_callbacks.mlflow_utils import redact_url
+from tuner_callbacks.watch import main, render, snapshot, watch
+from tuner_callbacks.watch.rows import (
     describe_state,
     lower_is_better,
     step_rate,
     trend,
 )
-from tuner_callbacks._watch_store import StoreUnavailableError, connect, local_store_path, redact
-from tuner_callbacks.watch import main, render, snapshot, watch
+from tuner_callbacks.watch.store import StoreUnavailableError, connect, local_store_path
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["train/loss", "val/alignment_score"]
-PLATEAU = {STOP_SOURCE: "early_stopping", STOP_CRITERION: "plateau", STOP_STEP: "60",
-           STOP_MESSAGE: "val/loss spread 0.1% over 5 checks [window=5]"}  # brackets: not rich markup
+PLATEAU = {TAG_STOP_SOURCE: "early_stopping", TAG_STOP_CRITERION: "plateau", TAG_STOP_STEP: "60",
+           TAG_STOP_MESSAGE: "val/loss spread 0.1% over 5 checks [window=5]"}  # brackets: not rich markup
 
 # A separate process that writes one run in three phases; each waits for the test to touch go<N> and ends by
 # touching done<N>, so the test looks at the store at known moments without sleeping on guesses.
@@ -140,15 +138,15 @@ def test_step_rate(points, rate):
 @pytest.mark.parametrize(("status", "tags", "quiet", "state", "reason"), [
     ("RUNNING", {}, 5.0, "running", ""),
     ("RUNNING", {}, 1800.0, "running, quiet for 30 min", ""),
-    ("RUNNING", PLATEAU, 5.0, "early-stopped (plateau), finishing", PLATEAU[STOP_MESSAGE]),
-    ("FINISHED", PLATEAU, None, "early-stopped (plateau)", PLATEAU[STOP_MESSAGE]),
-    ("FINISHED", {STOP_SOURCE: "pruning", STOP_CRITERION: "pruned", STOP_STEP: "1200",
-                  STOP_MESSAGE: "trial 3 pruned"}, None, "pruned at step 1200", "trial 3 pruned"),
-    ("FINISHED", {STOP_SOURCE: "exception", STOP_CRITERION: "oom"}, None, "stopped by exception (oom)", ""),
+    ("RUNNING", PLATEAU, 5.0, "early-stopped (plateau), finishing", PLATEAU[TAG_STOP_MESSAGE]),
+    ("FINISHED", PLATEAU, None, "early-stopped (plateau)", PLATEAU[TAG_STOP_MESSAGE]),
+    ("FINISHED", {TAG_STOP_SOURCE: "pruning", TAG_STOP_CRITERION: "pruned", TAG_STOP_STEP: "1200",
+                  TAG_STOP_MESSAGE: "trial 3 pruned"}, None, "pruned at step 1200", "trial 3 pruned"),
+    ("FINISHED", {TAG_STOP_SOURCE: "exception", TAG_STOP_CRITERION: "oom"}, None, "stopped by exception (oom)", ""),
     ("FINISHED", {}, None, "finished", ""),
     ("FAILED", {}, None, "failed", ""),
     ("KILLED", {}, None, "killed", ""),
-    ("FAILED", PLATEAU, None, "failed after early-stopped (plateau)", PLATEAU[STOP_MESSAGE]),
+    ("FAILED", PLATEAU, None, "failed after early-stopped (plateau)", PLATEAU[TAG_STOP_MESSAGE]),
 ])
 def test_describe_state(status, tags, quiet, state, reason):
     assert describe_state(status, tags, quiet) == (state, reason)
@@ -158,7 +156,7 @@ def test_stop_tag_names_match_the_callbacks():
     from tuner_callbacks.stop_reason import StopReason, stop_reason_tags
 
     written = stop_reason_tags(StopReason("early_stopping", "plateau", "flat", 60))
-    assert set(written) == {STOP_SOURCE, STOP_CRITERION, STOP_MESSAGE, STOP_STEP}
+    assert set(written) == {TAG_STOP_SOURCE, TAG_STOP_CRITERION, TAG_STOP_MESSAGE, TAG_STOP_STEP}
 
 
 @pytest.mark.parametrize(("uri", "path"), [
@@ -176,8 +174,10 @@ def test_local_store_path(uri, path):
 
 
 def test_redact_hides_credentials():
-    assert redact("https://me:s3cret@mlflow.example.com/x") == "https://***@mlflow.example.com/x"
-    assert redact("sqlite:///outputs/mlflow.db") == "sqlite:///outputs/mlflow.db"
+    assert redact_url("https://me:s3cret@mlflow.example.com/x") == "https://me:***@mlflow.example.com/x"
+    assert redact_url("https://TOKEN@mlflow.example.com/x") == "https://***@mlflow.example.com/x"
+    assert redact_url("postgresql://u:p@ss@db/x?a=b@c") == "postgresql://u:***@db/x?a=b@c"
+    assert redact_url("sqlite:///outputs/mlflow.db") == "sqlite:///outputs/mlflow.db"
 
 
 def test_watcher_follows_a_run_another_process_writes(store, tmp_path):
@@ -211,7 +211,7 @@ def test_watcher_follows_a_run_another_process_writes(store, tmp_path):
         advance(3)
         finished = line_of(shown(client, ["follow"]), "writer-run")
         assert "early-stopped (plateau)" in finished and "finishing" not in finished
-        assert PLATEAU[STOP_MESSAGE] in finished
+        assert PLATEAU[TAG_STOP_MESSAGE] in finished
         assert writer.wait(timeout=30) == 0, writer.communicate()
     finally:
         writer.kill()
@@ -256,7 +256,7 @@ def test_rows_of_ended_runs_are_cached_until_they_change(store):
     client.log_metric(run_id, "train/loss", 0.1, step=9)  # unusual after the end: the cached row hides it
     again, = snapshot(client, ["cached"], METRICS, cache=cache)
     assert again is first and again.step == 3
-    client.set_tag(run_id, STOP_SOURCE, "pruning")  # a tag change is seen: the row is rebuilt
+    client.set_tag(run_id, TAG_STOP_SOURCE, "pruning")  # a tag change is seen: the row is rebuilt
     rebuilt, = snapshot(client, ["cached"], METRICS, cache=cache)
     assert rebuilt.state == "pruned" and rebuilt.step == 9
     assert snapshot(client, ["cached"], METRICS)[0].step == 9  # without a cache every call reads the store

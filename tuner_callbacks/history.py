@@ -22,6 +22,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from typing_extensions import override
 
 from tuner_callbacks._anomalies import detect_anomalies
+from tuner_callbacks.mlflow_utils import find_mlflow_logger
 from tuner_callbacks.state_keys import adopt_older_state
 
 if TYPE_CHECKING:
@@ -341,15 +342,13 @@ class MetricHistory(pl.Callback):
     def _export_at_end(self, trainer: pl.Trainer) -> None:
         if _skip(trainer) or not trainer.is_global_zero or not self.export_formats:
             return
-        from pytorch_lightning.loggers import MLFlowLogger
-
         folder = Path(self.export_dir) if self.export_dir else Path(trainer.default_root_dir) / "metric_history"
         try:
             paths = self.export(folder, self.export_formats)
-            for logger in trainer.loggers:
-                if isinstance(logger, MLFlowLogger):
-                    for path in paths:
-                        logger.experiment.log_artifact(logger.run_id, str(path), artifact_path="metric_history")
+            logger = find_mlflow_logger(trainer.loggers)
+            if logger is not None:
+                for path in paths:
+                    logger.experiment.log_artifact(logger.run_id, str(path), artifact_path="metric_history")
         except Exception:  # the history is a by-product: it must never end (or mask the end of) a run
             log.exception("MetricHistory could not export to %s", folder)
 

@@ -16,6 +16,8 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 from typing_extensions import override
 
+from tuner_callbacks.mlflow_utils import is_mlflow_logger
+
 _ATTRIBUTE = "smart_tuner_stop_reason"
 # MLflow run tags naming why a run stopped: `python -m tuner_callbacks.watch` and the sweep report read them.
 TAG_PREFIX = "stop."
@@ -89,7 +91,7 @@ def log_stop_reason(trainer: pl.Trainer, reason: StopReason) -> None:
     for logger in trainer.loggers:
         try:
             logger.log_metrics(metrics, step=reason.step)
-            if type(logger).__name__ == "MLFlowLogger":
+            if is_mlflow_logger(logger):
                 for key, value in stop_reason_tags(reason).items():
                     logger.experiment.set_tag(logger.run_id, key, value)
         except Exception as error:

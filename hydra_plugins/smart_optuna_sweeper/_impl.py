@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from hydra_plugins.smart_optuna_sweeper._liveness import Heartbeat, recover_stale_trials
 from hydra_plugins.smart_optuna_sweeper._results import promote_best_trial_model, write_results
 from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace, SearchSpaceError, encode_value
+from tuner_callbacks import contract
 from tuner_callbacks.optuna_storage import JOURNAL_PREFIX, open_storage, record_pruner
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,9 @@ class SmartOptunaSweeperImpl(Sweeper):
     def __init__(self, sampler: Any, pruner: Any, direction: Any, storage: str | None, study_name: str | None,
                  n_trials: int, n_jobs: int, max_failure_rate: float, params: DictConfig | None,
                  custom_search_space: str | None, stale_trials: str, heartbeat_interval_s: float,
-                 stale_after_s: float, report: bool, alerts: DictConfig | None, launch_mode: str = "auto") -> None:
+                 stale_after_s: float, report: bool, alerts: DictConfig | None, launch_mode: str = "auto",
+                 tracking_uri: str | None = None, registry_model: str | None = None,
+                 registry_alias: str = "champion", metric_names: list[str] | None = None) -> None:
         self.directions = [direction] if isinstance(direction, str) else list(direction)
         bad = [d for d in self.directions if d not in _DIRECTIONS]
         if not self.directions or bad:
@@ -67,6 +70,8 @@ class SmartOptunaSweeperImpl(Sweeper):
         self.stale_trials, self.heartbeat_interval_s, self.stale_after_s = (stale_trials, heartbeat_interval_s,
                                                                             stale_after_s)
         self.report, self.alerts, self.launch_mode = report, alerts, launch_mode
+        self.tracking_uri, self.registry_model, self.registry_alias = tracking_uri, registry_model, registry_alias
+        self.metric_names = metric_names
         self.job_idx = 0
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -115,7 +120,10 @@ class SmartOptunaSweeperImpl(Sweeper):
         pruner_config = OmegaConf.select(self.config, "hydra.sweeper.pruner")
         if pruner_config is not None:
             record_pruner(study, OmegaConf.to_container(pruner_config, resolve=True))
-        names = _metric_names(self.config, len(self.directions))
+        names = list(self.metric_names or [])
+        if names and len(names) != len(self.directions):
+            raise SweepError(f"hydra.sweeper.metric_names has {len(names)} names for {len(self.directions)} "
+                             f"directions: {names}")
         if names and study.metric_names is None:
             with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna
                 warnings.simplefilter("ignore")
@@ -254,14 +262,13 @@ class SmartOptunaSweeperImpl(Sweeper):
         counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
         log.info("Sweep of %s done in %.0f s: %s; results in %s", study.study_name, seconds, dict(counts), path)
         HydraConfig.instance().set_config(self.config)  # the jobs left theirs behind
-        tracking_uri = OmegaConf.select(self.config, "paths.mlflow_tracking_uri", default=None)
-        registry_config = OmegaConf.select(self.config, "callbacks.model_registry")
-        if registry_config is not None:
+        tracking_uri = self.tracking_uri or contract.recorded_tracking_uri(study.get_trials(deepcopy=False))
+        if self.registry_model:
             try:
-                version = promote_best_trial_model(study, registry_config)
+                version = promote_best_trial_model(study, self.registry_model, self.registry_alias, tracking_uri)
                 if version is not None:
-                    log.info("Registry: %s@%s -> version %d (trial %d)", registry_config.model_name,
-                             registry_config.alias, version, study.best_trial.number)
+                    log.info("Registry: %s@%s -> version %d (trial %d)", self.registry_model, self.registry_alias,
+                             version, study.best_trial.number)
             except Exception as error:  # the study is safe; the alias can be moved by hand
                 log.warning("Could not move the registry alias to the best trial's model: %s", error)
         if self.report:
@@ -275,23 +282,6 @@ class SmartOptunaSweeperImpl(Sweeper):
                             "tuner_callbacks.report --storage %s --study %s)", error, storage_url, study.study_name)
         if self.alerts is not None:
             _send_summary_alert(self.alerts, study, counts, seconds)
-
-
-def _metric_names(config: DictConfig, count: int) -> list[str] | None:
-    """Names for the study's values, for reports and dashboards: the job config's objective(s) when given as
-    metric names or targets, else its optimized_metric."""
-    objective = OmegaConf.select(config, "objective")
-    if objective is None:
-        names = [OmegaConf.select(config, "optimized_metric")]
-    else:
-        nodes = list(objective) if OmegaConf.is_list(objective) else [objective]
-        names = [node if isinstance(node, str) else _target_name(node) for node in nodes]
-    return names if len(names) == count and all(names) else None
-
-
-def _target_name(node: DictConfig) -> str:
-    name = str(node.get("_target_", "")).rpartition(".")[2]
-    return f"{name}({node.metric})" if node.get("metric") else name
 
 
 def _counted(study: optuna.Study) -> int:

@@ -8,11 +8,14 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from tuner_callbacks import contract
+
 
 def _trial_record(trial: Any) -> dict[str, Any]:
     return {"number": trial.number, "params": dict(trial.params),
-            "checkpoint": trial.user_attrs.get("best_checkpoint") or trial.user_attrs.get("last_checkpoint"),
-            "mlflow_run_id": trial.user_attrs.get("mlflow_run_id")}
+            "checkpoint": trial.user_attrs.get(contract.ATTR_BEST_CHECKPOINT)
+            or trial.user_attrs.get(contract.ATTR_LAST_CHECKPOINT),
+            "mlflow_run_id": trial.user_attrs.get(contract.ATTR_MLFLOW_RUN_ID)}
 
 
 def write_results(study: Any, sweep_dir: Path, storage_url: str) -> Path:
@@ -31,15 +34,16 @@ def write_results(study: Any, sweep_dir: Path, storage_url: str) -> Path:
     return path
 
 
-def promote_best_trial_model(study: Any, registry_config: Any) -> int | None:
-    """Moves the registry alias to the model the study's best trial registered (its last version), and returns
-    that version; None when there is no single best trial or it registered nothing.
+def promote_best_trial_model(study: Any, model_name: str, alias: str, tracking_uri: str | None) -> int | None:
+    """Moves ``alias`` of registered model ``model_name`` to the model the study's best trial registered (its last
+    version), and returns that version; None when there is no single best trial or it registered nothing.
 
     Each trial's ModelRegistry moves the alias by its own monitored metric, which need not be the study's
     objective (a composite, say): after the sweep the alias names the model of the trial the study ranks best.
+    Versions are matched to trials by the tags every registered version of a trial carries
+    (:data:`~tuner_callbacks.contract.TAG_STUDY`, :data:`~tuner_callbacks.contract.TAG_TRIAL`).
     """
     from tuner_callbacks.registry import Registry
-    from tuner_callbacks.registry.client import TAG_STUDY_NAME, TAG_TRIAL_NUMBER
 
     if len(study.directions) > 1:
         return None
@@ -47,12 +51,12 @@ def promote_best_trial_model(study: Any, registry_config: Any) -> int | None:
         best = study.best_trial
     except ValueError:  # nothing completed
         return None
-    registry = Registry(registry_config.get("tracking_uri"))
-    name, alias = registry_config.get("model_name"), registry_config.get("alias") or "champion"
-    versions = [v for v in registry.client.search_model_versions(f"name='{name}'")
-                if v.tags.get(TAG_TRIAL_NUMBER) == str(best.number) and v.tags.get(TAG_STUDY_NAME) == study.study_name]
+    registry = Registry(tracking_uri)
+    versions = [v for v in registry.client.search_model_versions(f"name='{model_name}'")
+                if v.tags.get(contract.TAG_TRIAL) == str(best.number)
+                and v.tags.get(contract.TAG_STUDY) == study.study_name]
     if not versions:
         return None
     version = max(int(v.version) for v in versions)
-    registry.client.set_registered_model_alias(name, alias, str(version))
+    registry.client.set_registered_model_alias(model_name, alias, str(version))
     return version

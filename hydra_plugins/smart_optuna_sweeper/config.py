@@ -128,6 +128,16 @@ class SmartOptunaSweeperConf:
     heartbeat_interval_s: float = 30.0  # how often a sweep marks its running trials as alive in the storage
     stale_after_s: float = 300.0  # a RUNNING trial unheard of for this long is stale (same host: a dead pid is)
     report: bool = True  # write report.html (tuner_callbacks.report) into the sweep folder at the end
+    # The MLflow store of the trials' runs and models: the report's media and its run, the registry alias below.
+    # null: the store the trials recorded (their mlflow_tracking_uri attribute), else MLFLOW_TRACKING_URI, else
+    # sqlite:///outputs/mlflow.db.
+    tracking_uri: Optional[str] = None
+    # A registered model the trials register versions of: at the end, registry_alias moves to the version of the
+    # study's best trial. null: no registry.
+    registry_model: Optional[str] = None
+    registry_alias: str = "champion"
+    # Names of the study's values (one per direction), shown by the report and optuna-dashboard. null: unnamed.
+    metric_names: Optional[list[str]] = None
     # {} or e.g. {min_level: info}: a sweep summary through tuner_callbacks.alerts (Telegram when TELEGRAM_BOT_TOKEN
     # and TELEGRAM_CHAT_ID are set, else the log); the keys are build_dispatcher's
     alerts: Optional[dict[str, Any]] = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from tuner_callbacks.alerts.channels import ChannelError, LogChannel, RetryableE
 from tuner_callbacks.alerts.dispatcher import AlertDispatcher, AlertsConfigError, build_dispatcher
 from tuner_callbacks.alerts.message import Alert, check_level
 from tuner_callbacks.alerts.redaction import Secret
+from tuner_callbacks.mlflow_utils import find_mlflow_logger, logger_tracking_uri, redact_url
 from tuner_callbacks.state_keys import adopt_older_state
 from tuner_callbacks.stop_reason import get_stop_reason
 
@@ -39,20 +39,12 @@ def _scalar(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _redact_uri(uri: str) -> str:
-    """A tracking URI without its password (``postgresql://user:pw@host/db`` -> ``postgresql://***@host/db``)."""
-    parts = urllib.parse.urlsplit(uri)
-    if "@" not in parts.netloc:
-        return uri
-    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
-
-
 def mlflow_run(trainer: pl.Trainer) -> str | None:
-    for logger in trainer.loggers:
-        if type(logger).__name__ == "MLFlowLogger" and logger.run_id:
-            uri = getattr(logger, "_tracking_uri", None)
-            return logger.run_id + (f" ({_redact_uri(str(uri))})" if uri else "")
-    return None
+    logger = find_mlflow_logger(trainer.loggers)
+    if logger is None or not logger.run_id:
+        return None
+    uri = logger_tracking_uri(logger)
+    return logger.run_id + (f" ({redact_url(uri)})" if uri else "")
 
 
 def latest_media(trainer: pl.Trainer) -> dict[str, Any]:

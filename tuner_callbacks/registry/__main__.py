@@ -1,4 +1,5 @@
-"""``python -m tuner_callbacks.registry``: list, export, clean up and compare registered Tacotron2 versions.
+"""``python -m tuner_callbacks.registry``: list, clean up, and (with the commands other packages add) export and
+compare registered model versions.
 
 Examples::
 
@@ -8,8 +9,12 @@ Examples::
     python -m tuner_callbacks.registry cleanup --keep 3 --dry-run
     python -m tuner_callbacks.registry compare tacotron2-train/1 tacotron2-train@champion --json
 
+``list``, ``stats`` and ``cleanup`` are the registry's own; installed packages add subcommands through the entry
+point group ``tuner_callbacks.registry_commands`` (see :mod:`tuner_callbacks.registry.commands`): Tacotron2's
+``export`` and ``compare`` come from :mod:`tacotron2_lightning.app.registry_commands`.
+
 The store is ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///outputs/mlflow.db``. Bad input
-(unknown model, version or alias; a corrupt or incompatible checkpoint) ends with one line on stderr and
+(unknown model, version or alias; for added commands, what they declare as bad input) ends with one line on stderr and
 exit status 2.
 """
 
@@ -21,30 +26,29 @@ import logging
 import math
 import statistics
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
-from tacotron2_lightning.cli_args import positive_int
+from tuner_callbacks import contract
+from tuner_callbacks.cli_args import positive_int
 from tuner_callbacks.registry.client import (
     TAG_CHECKPOINT_BYTES,
     TAG_GLOBAL_STEP,
     TAG_MODE,
     TAG_MONITOR,
     TAG_REGISTERED_ON,
-    TAG_STUDY_NAME,
-    TAG_TRIAL_NUMBER,
     Registry,
     RegistryError,
     monitor_value,
 )
-from tuner_callbacks.registry.export import FORMATS
+from tuner_callbacks.registry.commands import RegistryCommand, installed_commands, unique_commands
+
+OWN_COMMANDS = ("list", "stats", "cleanup")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extensions: Sequence[RegistryCommand] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tuner_callbacks.registry",
-                                     description="The Tacotron2 model registry on MLflow.")
+                                     description="The model registry on MLflow.")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///outputs/mlflow.db)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -53,23 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text, description=text)
         command.add_argument("names", nargs="*", help="registered models (default: all)")
         command.add_argument("--json", action="store_true", help="machine-readable output")
-    export = commands.add_parser("export", help="write a version as an NVIDIA, Lightning or TorchScript file")
-    export.add_argument("reference", help="NAME@ALIAS or NAME/VERSION (models:/ prefix allowed)")
-    export.add_argument("--format", required=True, choices=FORMATS, dest="export_format")
-    export.add_argument("--out", required=True, type=Path)
     cleanup = commands.add_parser("cleanup", help="delete all but the best K versions (aliased ones stay)")
     cleanup.add_argument("names", nargs="*", help="registered models (default: all)")
     cleanup.add_argument("--keep", required=True, type=positive_int, help="how many of the best versions stay")
     cleanup.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
-    compare = commands.add_parser("compare", help="paired per-utterance comparison of two versions")
-    compare.add_argument("a", help="NAME@ALIAS or NAME/VERSION")
-    compare.add_argument("b", help="NAME@ALIAS or NAME/VERSION")
-    compare.add_argument("--data-config", type=Path, default=None,
-                         help="a run's .hydra/config.yaml or a data config (default: A's stored data.yaml)")
-    compare.add_argument("--max-utterances", type=positive_int, default=None, help="cap on validation utterances")
-    compare.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    compare.add_argument("--seed", type=int, default=0, help="seeds the prenet's dropout and the test")
-    compare.add_argument("--json", action="store_true", help="machine-readable output")
+    for extension in extensions:
+        extension.add_arguments(commands.add_parser(extension.name, help=extension.help,
+                                                    description=extension.help))
     return parser
 
 
@@ -83,8 +77,8 @@ def _describe(version: Any, aliases: dict[str, int], best: bool) -> dict[str, An
         "monitor": version.tags.get(TAG_MONITOR), "mode": version.tags.get(TAG_MODE),
         "value": None if math.isnan(value) else value,
         "step": int(version.tags[TAG_GLOBAL_STEP]) if TAG_GLOBAL_STEP in version.tags else None,
-        "registered_on": version.tags.get(TAG_REGISTERED_ON), "trial": version.tags.get(TAG_TRIAL_NUMBER),
-        "study": version.tags.get(TAG_STUDY_NAME), "bytes": int(size) if size else None, "run_id": version.run_id,
+        "registered_on": version.tags.get(TAG_REGISTERED_ON), "trial": version.tags.get(contract.TAG_TRIAL),
+        "study": version.tags.get(contract.TAG_STUDY), "bytes": int(size) if size else None, "run_id": version.run_id,
     }
 
 
@@ -148,16 +142,6 @@ def _stats(registry: Registry, args: argparse.Namespace) -> None:
               f"  best: {best}; median {median}; worst {worst}\n  aliases: {aliases}")
 
 
-def _export(registry: Registry, args: argparse.Namespace) -> None:
-    from tuner_callbacks.registry.export import export_checkpoint
-
-    version = registry.resolve(args.reference)
-    with tempfile.TemporaryDirectory(prefix="registry-export-") as folder:
-        checkpoint = registry.download(version, folder, include_data_config=False)
-        out = export_checkpoint(checkpoint, args.export_format, args.out)
-    print(f"Exported {version.name}/{version.version} ({args.reference}) as {args.export_format} to {out}")
-
-
 def _cleanup(registry: Registry, args: argparse.Namespace) -> None:
     from tuner_callbacks.registry.cleanup import apply_cleanup, plan_cleanup
 
@@ -172,33 +156,27 @@ def _cleanup(registry: Registry, args: argparse.Namespace) -> None:
                 print(line)
 
 
-def _compare(registry: Registry, args: argparse.Namespace) -> None:
-    from tuner_callbacks.registry.compare import compare_versions
-
-    comparison = compare_versions(registry, args.a, args.b, args.data_config, args.max_utterances, args.alpha,
-                                  args.seed)
-    print(json.dumps(comparison.to_dict(), indent=2) if args.json else
-          f"{comparison.table()}\n\nVerdict: {comparison.verdict}")
-
-
 def _fail(parser: argparse.ArgumentParser, error: BaseException) -> NoReturn:
     print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
     raise SystemExit(2)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Runs the command line; see the module docstring. Exits with status 2 on bad input."""
+def main(argv: Sequence[str] | None = None, extensions: Sequence[RegistryCommand] | None = None) -> None:
+    """Runs the command line; see the module docstring. Exits with status 2 on bad input.
+
+    ``extensions``: the added subcommands; by default those the installed packages register.
+    """
     from mlflow.exceptions import MlflowException
 
-    from tacotron2_lightning.checkpoint import CheckpointError
-
-    parser = build_parser()
+    added = unique_commands(installed_commands() if extensions is None else extensions, OWN_COMMANDS)
+    parser = build_parser(added)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    commands = {"list": _list, "stats": _stats, "export": _export, "cleanup": _cleanup, "compare": _compare}
+    runners = {"list": _list, "stats": _stats, "cleanup": _cleanup, **{c.name: c.run for c in added}}
+    bad_input = (RegistryError, MlflowException, *(error for c in added for error in c.bad_input))
     try:
-        commands[args.command](Registry(args.tracking_uri), args)
-    except (RegistryError, CheckpointError, MlflowException) as error:
+        runners[args.command](Registry(args.tracking_uri), args)
+    except bad_input as error:
         _fail(parser, error)
 
 

@@ -22,6 +22,8 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from tuner_callbacks import contract
+from tuner_callbacks.mlflow_utils import find_mlflow_logger, logger_tracking_uri
 from tuner_callbacks.registry import tags as version_tags
 from tuner_callbacks.registry.client import (
     CHECKPOINT_FILE,
@@ -34,8 +36,6 @@ from tuner_callbacks.registry.client import (
     TAG_MONITOR,
     TAG_MONITOR_VALUE,
     TAG_REGISTERED_ON,
-    TAG_STUDY_NAME,
-    TAG_TRIAL_NUMBER,
     Registry,
     is_better,
     monitor_value,
@@ -53,8 +53,9 @@ class ModelRegistry(pl.Callback):
     and creates a new version of ``model_name`` from it. Each version is tagged with every metric logged at
     that point (``metric.<name>``), the flattened hyper-parameters (``hparam.<name>``, secrets masked),
     ``monitor``/``monitor_value``/``mode``, ``global_step``, ``registered_on``, ``checkpoint_bytes``,
-    ``git_commit``, in a sweep ``trial.number``/``trial.study_name``, and on the version registered at the end,
-    why the run stopped (``stop.criterion`` etc., see :mod:`~tuner_callbacks.stop_reason`) when a callback said.
+    ``git_commit``, in a sweep ``optuna.trial``/``optuna.study`` (as the trial's run), and on the version
+    registered at the end, why the run stopped (``stop.criterion`` etc., see :mod:`~tuner_callbacks.stop_reason`)
+    when a callback said.
 
     The version registered at the end carries the latest validation's metrics; it is skipped when that
     validation's improvement was registered at the same step already.
@@ -187,11 +188,8 @@ class ModelRegistry(pl.Callback):
     def _store(self, trainer: pl.Trainer) -> tuple[Registry, str]:
         """The registry client and the run the artifacts go to: the MLFlowLogger's if it writes to the same
         store, else the callback's own run."""
-        from pytorch_lightning.loggers import MLFlowLogger
-
-        logger = next((lg for lg in trainer.loggers if isinstance(lg, MLFlowLogger)), None)
-        # MLFlowLogger keeps its URI in a private attribute; there is no public accessor.
-        logger_uri = getattr(logger, "_tracking_uri", None) if logger is not None else None
+        logger = find_mlflow_logger(trainer.loggers)
+        logger_uri = logger_tracking_uri(logger) if logger is not None else None
         uri = self.tracking_uri or logger_uri
         if self._registry is None:
             self._registry = Registry(uri, create=True)
@@ -216,9 +214,9 @@ class ModelRegistry(pl.Callback):
     def _trial_tags(self) -> dict[str, str]:
         tags = {}
         if self.trial_number is not None:
-            tags[TAG_TRIAL_NUMBER] = str(self.trial_number)
+            tags[contract.TAG_TRIAL] = str(self.trial_number)
         if self.study_name is not None:
-            tags[TAG_STUDY_NAME] = str(self.study_name)
+            tags[contract.TAG_STUDY] = str(self.study_name)
         return tags
 
     def _publish(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: Path, value: float,

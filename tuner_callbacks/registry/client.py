@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -20,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuner_callbacks.mlflow_utils import resolve_tracking_uri
+
 log = logging.getLogger(__name__)
 
 MODELS_PREFIX = "models:/"
 CHECKPOINT_FILE = "model.ckpt"
 DATA_CONFIG_FILE = "data.yaml"
-# Where a project run keeps its MLflow store (conf/paths/default.yaml) when started from the repository root.
-DEFAULT_TRACKING_URI = "sqlite:///outputs/mlflow.db"
 
 # Version tags the callback writes and the CLI reads.
 TAG_MONITOR = "monitor"
@@ -37,8 +36,6 @@ TAG_CHECKPOINT_BYTES = "checkpoint_bytes"
 TAG_GLOBAL_STEP = "global_step"
 TAG_REGISTERED_ON = "registered_on"  # "improvement" or "end"
 TAG_GIT_COMMIT = "git_commit"
-TAG_TRIAL_NUMBER = "trial.number"
-TAG_STUDY_NAME = "trial.study_name"
 METRIC_TAG_PREFIX = "metric."
 HPARAM_TAG_PREFIX = "hparam."
 
@@ -80,11 +77,6 @@ def parse_reference(reference: str) -> ModelReference:
                             f"prefixed with {MODELS_PREFIX!r} (e.g. 'tacotron2@champion', 'models:/tacotron2/3')")
     version = match["version"]
     return ModelReference(match["name"], match["alias"], int(version) if version is not None else None)
-
-
-def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
-    """The given URI, else ``MLFLOW_TRACKING_URI``, else the project's default SQLite store."""
-    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def monitor_value(version: Any) -> float:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tuner_callbacks.mlflow_utils import flatten_for_params
 from tuner_callbacks.registry.client import HPARAM_TAG_PREFIX, METRIC_TAG_PREFIX
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,6 @@ def metric_tags(metrics: Mapping[str, Any]) -> dict[str, str]:
 
 def hparam_tags(hparams: Mapping[str, Any]) -> dict[str, str]:
     """Flattened hyper-parameters (``hparam.model_config/decoder_rnn_dim``), secrets masked."""
-    from tacotron2_lightning.training import flatten_for_params
-
     return {f"{HPARAM_TAG_PREFIX}{key}": _text(value) for key, value in flatten_for_params(hparams).items()}
 
 

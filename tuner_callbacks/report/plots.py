@@ -9,8 +9,8 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tuner_callbacks._report_data import objective_names
-from tuner_callbacks._report_html import image, note, table
+from tuner_callbacks.report.data import objective_names
+from tuner_callbacks.report.html import image, note, table
 
 if TYPE_CHECKING:
     import optuna

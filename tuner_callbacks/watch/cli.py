@@ -16,19 +16,17 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from tuner_callbacks._watch_rows import RunRow, describe_state, step_rate, trend, trial_label
-from tuner_callbacks._watch_store import (
+from tuner_callbacks.mlflow_utils import redact_url, resolve_tracking_uri
+from tuner_callbacks.watch.rows import RunRow, describe_state, step_rate, trend, trial_label
+from tuner_callbacks.watch.store import (
     HTTP_FAIL_FAST_ENV,
     StoreUnavailableError,
     connect,
-    redact,
-    resolve_tracking_uri,
 )
 
 if TYPE_CHECKING:
@@ -49,7 +47,7 @@ def snapshot(client: MlflowClient, experiments: Sequence[str] | None, metrics: S
     """The runs to show now: every RUNNING run of the experiments, then the newest others, up to ``max_runs``.
 
     Args:
-        client: a connected client (see :func:`~tuner_callbacks._watch_store.connect`).
+        client: a connected client (see :func:`~tuner_callbacks.watch.store.connect`).
         experiments: experiment names; None: all active experiments. Names not created yet are skipped, so
             the watcher can start before the training does.
         metrics: metric names to show; runs that did not log one show a blank.
@@ -239,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         client = connect(uri)
         watch(client, args.experiments, metrics, refresh_s=args.refresh, iterations=1 if args.once else args.iterations,
-              max_runs=args.max_runs, source=redact(uri), stop=stop)
+              max_runs=args.max_runs, source=redact_url(uri), stop=stop)
     except StoreUnavailableError as error:
         Console(stderr=True).print(str(error), style="red", markup=False, highlight=False, soft_wrap=True)
         return 2
@@ -249,7 +247,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

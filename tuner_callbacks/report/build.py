@@ -25,8 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuner_callbacks import _report_plots as plots
-from tuner_callbacks._report_data import (
+from tuner_callbacks import contract
+from tuner_callbacks.mlflow_utils import redact_url, resolve_tracking_uri
+from tuner_callbacks.report import plots
+from tuner_callbacks.report.data import (
     RUN_ID,
     PruningSavings,
     best_trials,
@@ -35,15 +37,13 @@ from tuner_callbacks._report_data import (
     pruning_savings,
     trial_rows,
 )
-from tuner_callbacks._report_html import Section, audio, image, note, page, paragraph, table
-from tuner_callbacks._report_media import find_media
-from tuner_callbacks._watch_store import (
+from tuner_callbacks.report.html import Section, audio, image, note, page, paragraph, table
+from tuner_callbacks.report.media import find_media
+from tuner_callbacks.watch.store import (
     HTTP_FAIL_FAST_ENV,
     StoreUnavailableError,
     connect,
     local_store_path,
-    redact,
-    resolve_tracking_uri,
 )
 
 if TYPE_CHECKING:
@@ -73,11 +73,12 @@ def load_study(storage: str, study_name: str) -> optuna.Study:
     else:
         path = local_store_path(storage) if storage.startswith("sqlite:") else None
     if path is not None and not path.is_file():
-        raise FileNotFoundError(f"No Optuna storage at {path} (storage {redact(storage)!r}): the file does not exist")
+        raise FileNotFoundError(f"No Optuna storage at {path} (storage {redact_url(storage)!r}): the file does "
+                                "not exist")
     opened = open_storage(storage)
     names = optuna.study.get_all_study_names(storage=opened)
     if study_name not in names:
-        raise LookupError(f"No study {study_name!r} in {redact(storage)}; studies there: {names or 'none'}")
+        raise LookupError(f"No study {study_name!r} in {redact_url(storage)}; studies there: {names or 'none'}")
     return optuna.load_study(study_name=study_name, storage=opened)
 
 
@@ -94,7 +95,7 @@ def _summary(study: optuna.Study, storage: str, best: list[FrozenTrial]) -> str:
     counts = Counter(trial.state.name for trial in trials)
     names = objective_names(study)
     directions = ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions, strict=True))
-    lines = [paragraph(f"Storage {redact(storage)}; objective(s): {directions}; {len(trials)} trials: "
+    lines = [paragraph(f"Storage {redact_url(storage)}; objective(s): {directions}; {len(trials)} trials: "
                        + (", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none") + ".")]
     if best:
         label = "Best trial" if len(names) == 1 else "Pareto-optimal trials"
@@ -180,10 +181,10 @@ def log_report(client: MlflowClient, path: Path, study: optuna.Study, savings: P
         return None
     name = study.study_name
     existing = [] if "'" in name else client.search_runs(
-        [experiment_id], filter_string=f"tags.`{REPORT_TAG}` = 'true' and tags.`optuna.study` = '{name}'",
+        [experiment_id], filter_string=f"tags.`{REPORT_TAG}` = 'true' and tags.`{contract.TAG_STUDY}` = '{name}'",
         max_results=1)
     run_id = existing[0].info.run_id if existing else client.create_run(
-        experiment_id, run_name=f"sweep-{name}", tags={REPORT_TAG: "true", "optuna.study": name}).info.run_id
+        experiment_id, run_name=f"sweep-{name}", tags={REPORT_TAG: "true", contract.TAG_STUDY: name}).info.run_id
     client.log_artifact(run_id, str(path), artifact_path="report")
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
     metrics = {"sweep/trials": len(states), "sweep/complete": states.count("COMPLETE"),
@@ -191,7 +192,7 @@ def log_report(client: MlflowClient, path: Path, study: optuna.Study, savings: P
                "sweep/steps_saved_by_pruning": savings.steps_saved}
     if len(study.directions) == 1 and "COMPLETE" in states:
         metrics["sweep/best_value"] = study.best_value
-        client.set_tag(run_id, "optuna.best_trial", str(study.best_trial.number))
+        client.set_tag(run_id, contract.TAG_BEST_TRIAL, str(study.best_trial.number))
     for key, value in metrics.items():
         client.log_metric(run_id, key, float(value))
     client.set_terminated(run_id)
@@ -207,8 +208,8 @@ def build_report(storage: str, study_name: str, out_path: Path | None = None, tr
         study_name: the study in it.
         out_path: where to write; default ``./report-<study>.html``. The sweeper passes ``<sweep_dir>/report.html``.
         tracking_uri: the MLflow store for media of trials whose run folder is gone and for logging the report;
-            default ``MLFLOW_TRACKING_URI``, else ``sqlite:///outputs/mlflow.db``. A store that is missing only
-            costs those two (with a warning).
+            default the store the trials recorded (``mlflow_tracking_uri``), else ``MLFLOW_TRACKING_URI``, else
+            ``sqlite:///outputs/mlflow.db``. A store that is missing only costs those two (with a warning).
         log_to_mlflow: log the file to the study's ``sweep-<study>`` run (see :func:`log_report`).
 
     Raises:
@@ -220,7 +221,7 @@ def build_report(storage: str, study_name: str, out_path: Path | None = None, tr
     out_path = Path(out_path) if out_path else Path(f"report-{re.sub(r'[^A-Za-z0-9._-]+', '_', study_name)}.html")
     trials = study.get_trials(deepcopy=False)
     needs_mlflow = log_to_mlflow or any(t.user_attrs.get(RUN_ID) for t in trials)
-    client = _mlflow_client(tracking_uri) if needs_mlflow else None
+    client = _mlflow_client(tracking_uri or contract.recorded_tracking_uri(trials)) if needs_mlflow else None
     best = best_trials(study)
     savings = pruning_savings(trials)
     names = objective_names(study)
@@ -277,7 +278,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(path)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,23 +7,22 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from tacotron2_lightning.app.config_validation import ConfigError, validate_config
 from tacotron2_lightning.checkpoint import load_nvidia_checkpoint
-from tacotron2_lightning.config_validation import ConfigError, validate_config
+from tuner_callbacks import contract
+from tuner_callbacks.mlflow_utils import find_mlflow_logger, flatten_for_params, logger_tracking_uri, redact_url
 
 log = logging.getLogger(__name__)
 
 RUN_ID_FILE = "mlflow_run_id.txt"  # written in each run folder, so a resumed run continues its MLflow run
-_SECRET_KEY = re.compile(r"token|secret|password|api_key", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^/\s]*@")  # postgresql://user:PASSWORD@host/db
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -31,22 +30,6 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     if not group:
         return []
     return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
-
-
-def flatten_for_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``, with secrets masked: what loggers record as run parameters."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_for_params(value, f"{name}/"))
-        elif _SECRET_KEY.search(str(key)):
-            flat[name] = "***"
-        elif isinstance(value, str):
-            flat[name] = _URL_PASSWORD.sub(r"\1***@", value)
-        else:
-            flat[name] = value
-    return flat
 
 
 def find_last_checkpoint(cfg: DictConfig) -> Path:
@@ -84,7 +67,8 @@ def _record_run(trainer: pl.Trainer, loggers: list[Any], cfg: DictConfig) -> Non
             logger.log_hyperparams(params)
         except Exception as error:  # e.g. MLflow refusing a changed value when a run is resumed
             log.warning("%s did not take the config as params: %s", type(logger).__name__, error)
-    run_id = next((lg.run_id for lg in loggers if type(lg).__name__ == "MLFlowLogger"), None)
+    mlflow_logger = find_mlflow_logger(loggers)
+    run_id = mlflow_logger.run_id if mlflow_logger is not None else None
     if run_id and trainer.is_global_zero:
         Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.paths.output_dir) / RUN_ID_FILE).write_text(run_id)
@@ -93,20 +77,31 @@ def _record_run(trainer: pl.Trainer, loggers: list[Any], cfg: DictConfig) -> Non
 def _summary(trainer: pl.Trainer, loggers: list[Any]) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
     best_score = getattr(checkpoint, "best_model_score", None)
-    summary = {
+    mlflow_logger = find_mlflow_logger(loggers)
+    return {
         "global_step": trainer.global_step,
         "best_metric": getattr(checkpoint, "monitor", None),
         "best_score": float(best_score) if best_score is not None else None,
         "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
         "last_checkpoint": getattr(checkpoint, "last_model_path", None) or None,
-        "mlflow_run_id": next((lg.run_id for lg in loggers if type(lg).__name__ == "MLFlowLogger"), None),
+        "mlflow_run_id": mlflow_logger.run_id if mlflow_logger is not None else None,
+        "mlflow_tracking_uri": logger_tracking_uri(mlflow_logger) if mlflow_logger is not None else None,
     }
-    return summary
 
 
-def _trial(cfg: DictConfig) -> DictConfig | None:
-    trial = cfg.get("trial")
-    return trial if trial is not None and trial.get("number") is not None else None
+class _TrialIdentity(NamedTuple):
+    study_name: str
+    storage: str | None
+    number: int
+
+
+def _trial(cfg: DictConfig) -> _TrialIdentity | None:
+    """The sweep trial this job runs as (the ``trial`` node the sweeper sets), or None outside a sweep."""
+    node = cfg.get(contract.TRIAL_CONFIG_NODE)
+    if node is None or node.get(contract.TRIAL_CONFIG_NUMBER) is None:
+        return None
+    return _TrialIdentity(node.get(contract.TRIAL_CONFIG_STUDY_NAME), node.get(contract.TRIAL_CONFIG_STORAGE),
+                          int(node.get(contract.TRIAL_CONFIG_NUMBER)))
 
 
 def _tag_trial_run(cfg: DictConfig) -> None:
@@ -116,7 +111,7 @@ def _tag_trial_run(cfg: DictConfig) -> None:
         return
     with open_dict(cfg):
         tags = dict(logger_cfg.mlflow.get("tags") or {})
-        tags.update({"optuna.study": str(trial.study_name), "optuna.trial": str(trial.number)})
+        tags.update(contract.trial_tags(trial.study_name, trial.number))
         cfg.logger.mlflow.tags = tags
 
 
@@ -124,15 +119,19 @@ def _record_trial(cfg: DictConfig, summary: dict[str, Any]) -> None:
     """Stores the run's identity and outcome in its Optuna trial's user attributes (the join key from Optuna
     to MLflow and the checkpoints); the sweeper and the sweep report read them."""
     trial = _trial(cfg)
-    if trial is None or trial.get("storage") is None:
+    if trial is None or trial.storage is None:
         return
     from tuner_callbacks.optuna_storage import load_trial
 
     attributes = {
-        "mlflow_run_id": summary["mlflow_run_id"], "output_dir": str(cfg.paths.output_dir),
-        "best_checkpoint": summary["best_checkpoint"], "last_checkpoint": summary["last_checkpoint"],
-        "global_step": summary["global_step"], "max_steps": cfg.trainer.get("max_steps"),
+        contract.ATTR_MLFLOW_RUN_ID: summary["mlflow_run_id"], contract.ATTR_OUTPUT_DIR: str(cfg.paths.output_dir),
+        contract.ATTR_BEST_CHECKPOINT: summary["best_checkpoint"],
+        contract.ATTR_LAST_CHECKPOINT: summary["last_checkpoint"],
+        contract.ATTR_GLOBAL_STEP: summary["global_step"], contract.ATTR_MAX_STEPS: cfg.trainer.get("max_steps"),
     }
+    uri = summary["mlflow_tracking_uri"]
+    if uri and redact_url(uri) == uri:  # the study may be read by anyone with the report: no passwords in it
+        attributes[contract.ATTR_MLFLOW_TRACKING_URI] = uri
     try:
         optuna_trial = load_trial(trial.study_name, trial.storage, trial.number)
         for key, value in attributes.items():
@@ -168,7 +167,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     summary = _summary(trainer, loggers)
     if trainer.is_global_zero:
         _record_trial(cfg, summary)
-    if trainer.is_global_zero:
         _print_summary(summary, metrics, cfg.get("optimized_metric"))
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "summary": summary}
 
@@ -180,5 +178,5 @@ def _print_summary(summary: dict[str, Any], metrics: Mapping[str, float], optimi
     table = Table(title="Training summary", show_header=False)
     rows = {**summary, **({optimized: metrics.get(optimized, math.nan)} if optimized else {})}
     for key, value in rows.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else redact_url(str(value)))
     Console(stderr=True).print(table)

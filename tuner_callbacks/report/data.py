@@ -8,12 +8,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tuner_callbacks import contract
+
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-# Trial user attributes the sweeper sets; every one may be missing (an older sweep, a trial that failed early).
-RUN_ID, OUTPUT_DIR, GLOBAL_STEP, MAX_STEPS, ERROR = "mlflow_run_id", "output_dir", "global_step", "max_steps", "error"
+# Trial user attributes the job and the sweeper set; every one may be missing (an older sweep, a trial that failed
+# early).
+RUN_ID, OUTPUT_DIR, GLOBAL_STEP, MAX_STEPS, ERROR = (contract.ATTR_MLFLOW_RUN_ID, contract.ATTR_OUTPUT_DIR,
+                                                     contract.ATTR_GLOBAL_STEP, contract.ATTR_MAX_STEPS,
+                                                     contract.ATTR_ERROR)
 
 
 def _as_int(value: Any) -> int | None:

@@ -16,7 +16,10 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
-from tacotron2_lightning.config_validation import ConfigError
+from tacotron2_lightning.app.config_validation import ConfigError
+from tuner_callbacks.history import MetricHistory
+from tuner_callbacks.pruning import pruned_by_trial_pruning
+from tuner_callbacks.stop_reason import get_stop_reason
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ class CompositeObjective:
         return value
 
     def gap_growth(self, trainer: Any) -> float:
-        history = next((c for c in getattr(trainer, "callbacks", []) if type(c).__name__ == "MetricHistory"), None)
+        history = next((c for c in getattr(trainer, "callbacks", []) if isinstance(c, MetricHistory)), None)
         if history is None:
             log.warning("objective.gap_weight is set but the run has no MetricHistory callback: no gap penalty")
             return 0.0
@@ -109,9 +112,6 @@ class InferenceRealTimeFactor:
 def objective_value(cfg: DictConfig, metrics: Mapping[str, float], objects: Mapping[str, Any]
                     ) -> float | tuple[float, ...]:
     """What ``train.py`` returns: raises ``optuna.TrialPruned`` for a pruned trial, else the objective(s)."""
-    from tuner_callbacks.pruning import pruned_by_trial_pruning
-    from tuner_callbacks.stop_reason import get_stop_reason
-
     trainer = objects.get("trainer")
     if trainer is not None and pruned_by_trial_pruning(trainer):
         import optuna

@@ -3,9 +3,9 @@
 Per utterance and model: NVIDIA's teacher-forced losses (``loss``, ``mel_loss``, ``gate_loss``), the
 teacher-forced ``alignment_score`` (as ``val/alignment_score``), and from free-running decoding capped at
 ``cap_ratio`` times the target length (as ``val/gate_stop_rate``): ``gate_stop`` (1 if the gate stopped it)
-and ``mcd``, the mel cepstral distortion against the ground truth (see :mod:`~tuner_callbacks.registry.mcd`).
+and ``mcd``, the mel cepstral distortion against the ground truth (see :mod:`~tacotron2_lightning.mcd`).
 The prenet's dropout stays on at inference, as NVIDIA's, so both models decode each utterance under the same
-seed. Differences are B - A, tested with :func:`~tuner_callbacks.registry.paired_test.paired_permutation_p_value`.
+seed. Differences are B - A, tested with :func:`~tacotron2_lightning.app.paired_test.paired_permutation_p_value`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tacotron2_lightning.app.paired_test import paired_permutation_p_value
+from tacotron2_lightning.mcd import mel_cepstral_distortion
 from tuner_callbacks.registry.client import DATA_CONFIG_FILE, Registry, RegistryError
-from tuner_callbacks.registry.mcd import mel_cepstral_distortion
-from tuner_callbacks.registry.paired_test import paired_permutation_p_value
 
 if TYPE_CHECKING:
     from tacotron2_lightning.module import Tacotron2Module
@@ -184,7 +184,7 @@ def compare_versions(registry: Registry, reference_a: str, reference_b: str, dat
                      max_utterances: int | None = None, alpha: float = 0.05, seed: int = 0) -> Comparison:
     """Compares two registered versions on the validation set of ``data_config`` (a file, see
     :func:`load_data_config`), by default the ``data.yaml`` stored with version A."""
-    from tacotron2_lightning.synthesize import load_for_synthesis
+    from tacotron2_lightning.synthesis import load_for_synthesis
 
     with tempfile.TemporaryDirectory(prefix="registry-compare-") as folder:
         modules, labels, stored = [], [], []

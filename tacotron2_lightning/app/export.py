@@ -5,7 +5,7 @@
   code builds the model from its ``hparams.py``, so the sizes there must match the exported model's (the
   default for a model trained with NVIDIA's sizes, ``conf/model/nvidia.yaml``).
 * ``lightning``: the registered weights-only Lightning checkpoint, with ``hyper_parameters``.
-* ``torchscript``: :class:`~tuner_callbacks.registry.torchscript.Tacotron2Inference`, compiled.
+* ``torchscript``: :class:`~tacotron2_lightning.torchscript.Tacotron2Inference`, compiled.
 
 ONNX is not offered: exporting needs the ``onnx``/``onnxscript`` packages, which the project does not depend
 on, and a data-dependent decoder loop that TorchScript handles without them.
@@ -35,7 +35,7 @@ def export_checkpoint(checkpoint: str | Path, export_format: str, out: str | Pat
     Example:
         >>> export_checkpoint("model.ckpt", "nvidia", "tacotron2_statedict.pt")
     """
-    from tacotron2_lightning.synthesize import load_for_synthesis
+    from tacotron2_lightning.synthesis import load_for_synthesis
 
     if export_format not in FORMATS:
         raise RegistryError(f"Unknown export format {export_format!r}; valid: {', '.join(FORMATS)}")
@@ -48,7 +48,7 @@ def export_checkpoint(checkpoint: str | Path, export_format: str, out: str | Pat
     elif export_format == "lightning":
         shutil.copyfile(checkpoint, out)
     else:
-        from tuner_callbacks.registry.torchscript import script
+        from tacotron2_lightning.torchscript import script
 
         script(module.model).save(str(out))
     log.info("Exported %s as %s to %s (%d bytes)", checkpoint, export_format, out, out.stat().st_size)

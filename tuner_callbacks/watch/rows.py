@@ -7,10 +7,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-# The tags tuner_callbacks.stop_reason.stop_reason_tags() writes when a callback stops a run (kept in step by
-# a test; not imported, so that the watcher does not import Lightning).
-STOP_SOURCE, STOP_CRITERION, STOP_MESSAGE, STOP_STEP = "stop.source", "stop.criterion", "stop.message", "stop.step"
-TRIAL_STUDY, TRIAL_NUMBER = "optuna.study", "optuna.trial"
+from tuner_callbacks.contract import (
+    TAG_STOP_CRITERION,
+    TAG_STOP_MESSAGE,
+    TAG_STOP_SOURCE,
+    TAG_STOP_STEP,
+    TAG_STUDY,
+    TAG_TRIAL,
+)
 
 RISING, FALLING, FLAT = "↑", "↓", "→"
 
@@ -91,8 +95,8 @@ def describe_state(status: str, tags: Mapping[str, str], quiet_for_s: float | No
     written): it reads "early-stopped (patience), finishing". A RUNNING run without a new metric for
     ``quiet_after_s`` is flagged: its process may have died without telling MLflow.
     """
-    source, criterion = tags.get(STOP_SOURCE), tags.get(STOP_CRITERION)
-    step, reason = tags.get(STOP_STEP), tags.get(STOP_MESSAGE, "")
+    source, criterion = tags.get(TAG_STOP_SOURCE), tags.get(TAG_STOP_CRITERION)
+    step, reason = tags.get(TAG_STOP_STEP), tags.get(TAG_STOP_MESSAGE, "")
     if source == "pruning":
         stopped = f"pruned at step {step}" if step else "pruned"
     elif source == "early_stopping":
@@ -116,7 +120,7 @@ def describe_state(status: str, tags: Mapping[str, str], quiet_for_s: float | No
 
 def trial_label(tags: Mapping[str, str]) -> str:
     """``"<study> #<trial>"`` for a run the sweeper tagged, else ""."""
-    study, number = tags.get(TRIAL_STUDY), tags.get(TRIAL_NUMBER)
+    study, number = tags.get(TAG_STUDY), tags.get(TAG_TRIAL)
     if study is None and number is None:
         return ""
     return f"{study or '?'} #{number if number is not None else '?'}"

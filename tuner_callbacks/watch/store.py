@@ -8,10 +8,10 @@ connects to a SQLite path that does not exist, so the path is checked before con
 from __future__ import annotations
 
 import logging
-import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tuner_callbacks.mlflow_utils import redact_url
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -19,25 +19,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Where `python train.py` keeps runs (conf/paths: sqlite:///${paths.log_dir}/mlflow.db), relative to its cwd.
-DEFAULT_TRACKING_URI = "sqlite:///outputs/mlflow.db"
 # A tracking server that does not answer should be reported within seconds, not after MLflow's default
 # minutes of retries. CLIs set these for their own process; a variable the user set wins.
 HTTP_FAIL_FAST_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
-_CREDENTIALS = re.compile(r"(?<=://)[^/@]+@")
 
 
 class StoreUnavailableError(RuntimeError):
     """The MLflow store named by a tracking URI does not exist or does not answer."""
-
-
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """The URI given, else ``MLFLOW_TRACKING_URI``, else the project's default SQLite store."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-
-
-def redact(uri: str) -> str:
-    """``https://user:secret@host`` -> ``https://***@host``: URIs are shown on screen and in reports."""
-    return _CREDENTIALS.sub("***@", uri)
 
 
 def local_store_path(uri: str) -> Path | None:
@@ -63,7 +51,7 @@ def connect(uri: str) -> MlflowClient:
     path = local_store_path(uri)
     if path is not None and not path.exists():
         raise StoreUnavailableError(
-            f"No MLflow store at {path} (tracking URI {redact(uri)!r}): the file does not exist. Train a run "
+            f"No MLflow store at {path} (tracking URI {redact_url(uri)!r}): the file does not exist. Train a run "
             f"first, or point --tracking-uri (or MLFLOW_TRACKING_URI) at an existing store.")
     from mlflow import MlflowClient
 
@@ -73,5 +61,5 @@ def connect(uri: str) -> MlflowClient:
     except Exception as error:  # MLflow raises several types (MlflowException, requests', SQLAlchemy's)
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         kind = "unreachable" if path is None else "unreadable"
-        raise StoreUnavailableError(f"MLflow store {redact(uri)!r} is {kind}: {first_line}") from error
+        raise StoreUnavailableError(f"MLflow store {redact_url(uri)!r} is {kind}: {first_line}") from error
     return client

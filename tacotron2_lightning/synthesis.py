@@ -1,41 +1,32 @@
 """Text to speech with a trained Tacotron2: free-running decoding to a mel, Griffin-Lim to a wav.
 
-Command line::
-
-    python -m tacotron2_lightning.synthesize --checkpoint last.ckpt --text "Hello world." --out hello.wav
-
-writes ``hello.wav`` and the attention alignment ``hello.png``. The checkpoint may be a Lightning checkpoint
-of :class:`~tacotron2_lightning.module.Tacotron2Module` (model size, audio settings and text cleaners come
-from its hyper-parameters) or an NVIDIA-format file such as NVIDIA's published ``tacotron2_statedict.pt``
-(NVIDIA's default model size, audio settings and ``english_cleaners``), or a version in the MLflow model
-registry, ``models:/NAME@ALIAS`` (``--tracking-uri`` names the store). Griffin-Lim audio is for listening
-to what the model learnt, not for quality; a neural vocoder is out of scope here.
+``load_for_synthesis(path)`` builds the model from a checkpoint file: a Lightning checkpoint of
+:class:`~tacotron2_lightning.module.Tacotron2Module` (model size, audio settings and text cleaners come from its
+hyper-parameters) or an NVIDIA-format file such as NVIDIA's published ``tacotron2_statedict.pt`` (NVIDIA's default
+model size, audio settings and ``english_cleaners``). ``synthesize(module, text)`` speaks. Griffin-Lim audio is for
+listening to what the model learnt, not for quality; a neural vocoder is out of scope here. The command line,
+which also reads registered models (``models:/NAME@ALIAS``), is :mod:`tacotron2_lightning.app.synthesize`.
 """
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import logging
 import math
-import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from tacotron2_lightning.audio import griffin_lim, save_wav
+from tacotron2_lightning.audio import griffin_lim
 from tacotron2_lightning.checkpoint import CheckpointError, load_nvidia_checkpoint, read_checkpoint
-from tacotron2_lightning.cli_args import positive_int
 from tacotron2_lightning.module import Tacotron2Module
 from tacotron2_lightning.text import text_to_sequence
 
 log = logging.getLogger(__name__)
 
-REGISTRY_PREFIX = "models:/"
 # NVIDIA's log-mel floor, log(1e-5): the value of silence, used to pad mels too short for Griffin-Lim.
 _SILENCE_LOG_MEL = math.log(1e-5)
 
@@ -53,7 +44,7 @@ class Synthesis(NamedTuple):
     stopped_on_gate: bool  # False: decoding hit max_decoder_steps before the gate fired
 
 
-def load_for_synthesis(checkpoint: str | Path, tracking_uri: str | None = None) -> Tacotron2Module:
+def load_for_synthesis(checkpoint: str | Path) -> Tacotron2Module:
     """Builds a :class:`Tacotron2Module` from a checkpoint file, in eval mode on CPU.
 
     Files are read with ``torch.load(weights_only=True)`` whenever they allow it (see
@@ -62,26 +53,19 @@ def load_for_synthesis(checkpoint: str | Path, tracking_uri: str | None = None) 
     Args:
         checkpoint: a Lightning checkpoint of :class:`Tacotron2Module` (it has ``hyper_parameters``), or an
             NVIDIA-format file (``{'state_dict': ...}``, e.g. ``tacotron2_statedict.pt``), which is loaded
-            into a module with NVIDIA's default config; or a model registry URI ``models:/NAME@ALIAS`` or
-            ``models:/NAME/VERSION``, whose checkpoint is downloaded to a temporary folder and loaded as above.
-        tracking_uri: the MLflow store of the registry, for ``models:/`` URIs (default: ``MLFLOW_TRACKING_URI``,
-            else ``sqlite:///outputs/mlflow.db``).
+            into a module with NVIDIA's default config.
 
     Returns:
         The module, in eval mode.
 
     Raises:
         CheckpointError: the file is missing, unreadable, not a checkpoint, or its weights do not fit the
-            model; the message names the file and the missing, unexpected or mis-shaped keys. For a
-            ``models:/`` URI also an unknown model, version or alias (the message lists those that exist; the
-            cause is a :class:`~tuner_callbacks.registry.RegistryError`) or a version whose files are gone.
+            model; the message names the file and the missing, unexpected or mis-shaped keys.
 
     Example:
         >>> module = load_for_synthesis("tacotron2_statedict.pt")
         >>> wav, mel, alignment, stopped_on_gate = synthesize(module, "Hello world.")
     """
-    if str(checkpoint).startswith(REGISTRY_PREFIX):
-        return _load_registered(str(checkpoint), tracking_uri)
     path = Path(checkpoint)
     content = read_checkpoint(path)
     hyper_parameters = content.get("hyper_parameters")
@@ -99,27 +83,6 @@ def load_for_synthesis(checkpoint: str | Path, tracking_uri: str | None = None) 
         raise CheckpointError(f"{origin}: {error}") from error
     log.info("Loaded %s (%s)", path, origin)
     return module.eval()
-
-
-def _load_registered(uri: str, tracking_uri: str | None) -> Tacotron2Module:
-    """Loads a registry version's checkpoint; MLflow is imported only here, for those who use the registry."""
-    import tempfile
-
-    from tuner_callbacks.registry import Registry, RegistryError
-
-    with tempfile.TemporaryDirectory(prefix="synthesize-") as folder:
-        try:
-            registry = Registry(tracking_uri)
-            version = registry.resolve(uri)
-            path = registry.download(version, folder, include_data_config=False)
-        except RegistryError as error:
-            raise CheckpointError(str(error)) from error
-        try:
-            module = load_for_synthesis(path)
-        except CheckpointError as error:
-            raise CheckpointError(f"{uri} (version {version.version} of {version.name}): {error}") from error
-    log.info("%s is version %s of %s", uri, version.version, version.name)
-    return module
 
 
 def _module_from_hyper_parameters(hyper_parameters: Any, path: Path) -> Tacotron2Module:
@@ -206,79 +169,3 @@ def synthesize(module: Tacotron2Module, text: str, max_decoder_steps: int | None
     with torch.no_grad():
         wav = griffin_lim(audio_mel, audio, n_iters=griffin_lim_iters)
     return Synthesis(wav.cpu(), mel.cpu(), alignment.cpu(), stopped_on_gate)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tacotron2_lightning.synthesize",
-        description="Synthesise text with a Tacotron2 checkpoint (Griffin-Lim audio) and plot its alignment.",
-    )
-    parser.add_argument("--checkpoint", required=True,
-                        help="Lightning checkpoint of Tacotron2Module, an NVIDIA-format tacotron2_statedict.pt, or a "
-                             "registered version: models:/NAME@ALIAS or models:/NAME/VERSION")
-    parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow store of the model registry, for models:/ checkpoints (default: "
-                             "MLFLOW_TRACKING_URI, else sqlite:///outputs/mlflow.db)")
-    parser.add_argument("--text", required=True, help="text to speak; {ARPAbet} groups are allowed")
-    parser.add_argument("--out", type=Path, required=True, help="the wav file to write")
-    parser.add_argument("--alignment-plot", type=Path, default=None,
-                        help="the alignment PNG to write (default: --out with .png)")
-    parser.add_argument("--max-decoder-steps", type=positive_int, default=None,
-                        help="cap on decoder steps (default: the model's max_decoder_steps)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seed torch, for repeatable output (the prenet's dropout is on at inference)")
-    parser.add_argument("--griffin-lim-iters", type=int, default=60, help="Griffin-Lim iterations (default 60)")
-    return parser
-
-
-def _fail(parser: argparse.ArgumentParser, error: BaseException) -> NoReturn:
-    """Ends a user error the way argparse does: one line on stderr, exit status 2, no traceback."""
-    message = " ".join(str(error).split())  # one line, whatever the message holds
-    print(f"{parser.prog}: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Runs the command line; see the module docstring. Exits with status 2 on bad input."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.out.suffix.lower() != ".wav":
-        parser.error(f"--out must be a .wav file, got {str(args.out)!r}")
-    if args.griffin_lim_iters < 0:
-        parser.error(f"--griffin-lim-iters must be >= 0, got {args.griffin_lim_iters}")
-    plot_path = args.alignment_plot or args.out.with_suffix(".png")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-
-    try:
-        module = load_for_synthesis(args.checkpoint, tracking_uri=args.tracking_uri)
-    except CheckpointError as error:
-        _fail(parser, error)
-    if args.seed is not None:
-        torch.manual_seed(args.seed)
-    started = time.perf_counter()
-    try:
-        wav, mel, alignment, stopped_on_gate = synthesize(
-            module, args.text, max_decoder_steps=args.max_decoder_steps, griffin_lim_iters=args.griffin_lim_iters)
-    except SynthesisInputError as error:
-        _fail(parser, error)
-    elapsed = time.perf_counter() - started
-
-    from tacotron2_lightning.plots import alignment_figure, save_figure
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_wav(args.out, wav, module.audio.sampling_rate)
-    save_figure(alignment_figure(alignment, title=f"{Path(str(args.checkpoint)).name}", text=args.text), plot_path)
-    seconds = wav.numel() / module.audio.sampling_rate
-    log.info("Wrote %s: %.2f s of audio, %d mel frames, %d Hz (synthesised in %.1f s)",
-             args.out, seconds, mel.size(1), module.audio.sampling_rate, elapsed)
-    log.info("Wrote alignment plot %s", plot_path)
-    if stopped_on_gate:
-        log.info("The gate stopped decoding after %d decoder steps", alignment.size(0))
-    else:
-        cap = args.max_decoder_steps or module.config.max_decoder_steps
-        log.warning("Decoding hit the cap of %d decoder steps before the gate fired: the audio is probably cut "
-                    "off or babbling (raise --max-decoder-steps, or the model has not learnt to stop)", cap)
-
-
-if __name__ == "__main__":
-    main()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuner_callbacks._report_data import OUTPUT_DIR, RUN_ID
+from tuner_callbacks.report.data import OUTPUT_DIR, RUN_ID
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

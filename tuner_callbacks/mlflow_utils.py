@@ -1,0 +1,88 @@
+"""MLflow helpers every part shares: which store, which logger, and what may be shown of a URL or a config.
+
+- :func:`resolve_tracking_uri`: the store a command or callback uses when none is given.
+- :func:`find_mlflow_logger`: a Trainer's MLflow logger, from ``pytorch_lightning`` or ``lightning.pytorch``.
+- :func:`redact_url`: a URL with its password masked, for screens, logs, reports and tags.
+- :func:`flatten_for_params`: a nested config as run parameters, secrets masked.
+
+Nothing here imports MLflow or Lightning: the watch and report commands start without them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# Where a project run keeps its MLflow store (conf/paths/default.yaml) when started from the repository root.
+DEFAULT_TRACKING_URI = "sqlite:///outputs/mlflow.db"
+
+# Both Lightning packages define their own MLFlowLogger class; a Trainer of either may hold either.
+_MLFLOW_LOGGER_MODULES = ("pytorch_lightning.loggers.mlflow", "lightning.pytorch.loggers.mlflow")
+_USERINFO = re.compile(r"(?<=://)([^/\s]+)@")  # postgresql://USER:PASSWORD@host/db
+_SECRET_KEY = re.compile(r"token|secret|password|api_key", re.IGNORECASE)
+MASK = "***"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The URI given, else ``MLFLOW_TRACKING_URI``, else the project's default SQLite store."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def redact_url(text: str) -> str:
+    """Masks the credentials of every URL in ``text``: ``postgresql://user:pw@db/x`` -> ``postgresql://user:***@db/x``.
+
+    A user name without a password is masked whole (``https://TOKEN@host``), as services put tokens there.
+    """
+    def mask(match: re.Match[str]) -> str:
+        user, colon, _ = match[1].partition(":")
+        return f"{user}:{MASK}@" if colon else f"{MASK}@"
+
+    return _USERINFO.sub(mask, str(text))
+
+
+def is_secret_key(key: object) -> bool:
+    """Whether a config key names a secret (``token``, ``secret``, ``password``, ``api_key``)."""
+    return bool(_SECRET_KEY.search(str(key)))
+
+
+def flatten_for_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``, with secrets masked: what loggers record as run parameters."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_for_params(value, f"{name}/"))
+        elif is_secret_key(key):
+            flat[name] = MASK
+        elif isinstance(value, str):
+            flat[name] = redact_url(value)
+        else:
+            flat[name] = value
+    return flat
+
+
+def is_mlflow_logger(logger: object) -> bool:
+    """Whether ``logger`` is Lightning's MLflow logger (or a subclass), from either Lightning package.
+
+    Only packages already imported are asked: an instance of a class means its module is loaded, so this never
+    imports a Lightning package just to say no.
+    """
+    for name in _MLFLOW_LOGGER_MODULES:
+        module = sys.modules.get(name)
+        if module is not None and isinstance(logger, module.MLFlowLogger):
+            return True
+    return False
+
+
+def find_mlflow_logger(loggers: Iterable[Any]) -> Any | None:
+    """The first MLflow logger among ``loggers`` (``trainer.loggers``), or None."""
+    return next((logger for logger in loggers if is_mlflow_logger(logger)), None)
+
+
+def logger_tracking_uri(logger: Any) -> str | None:
+    """The store an MLflow logger writes to. Lightning keeps it in a private attribute with no public accessor."""
+    uri = getattr(logger, "_tracking_uri", None)
+    return str(uri) if uri else None
