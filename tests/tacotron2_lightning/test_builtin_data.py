@@ -12,15 +12,9 @@ import pytest
 import soundfile
 
 from tacotron2_lightning.data import builtin
-from tacotron2_lightning.data.builtin import (
-    ESPEAK_SAMPLE_RATE,
-    BuiltinDatasetConfig,
-    available_voices,
-    default_cache_root,
-    ensure_builtin_dataset,
-    generate_sentences,
-    synthesize,
-)
+from tacotron2_lightning.data.builtin import BuiltinDatasetConfig, default_cache_root, ensure_builtin_dataset
+from tacotron2_lightning.data.espeak import ESPEAK_SAMPLE_RATE, available_voices, synthesize
+from tacotron2_lightning.data.sentences import generate_sentences
 from tacotron2_lightning.text.numbers import normalize_numbers
 
 SR = ESPEAK_SAMPLE_RATE
@@ -128,11 +122,10 @@ def test_word_times_cover_spelled_out_numbers():
 
 
 def test_generate_sentences_is_seeded_and_well_formed():
-    config = BuiltinDatasetConfig(size=60, seed=7, min_words=2, max_words=5)
-    sentences = generate_sentences(config)
-    assert sentences == generate_sentences(BuiltinDatasetConfig(size=60, seed=7, min_words=2, max_words=5))
-    assert generate_sentences(BuiltinDatasetConfig(size=10, seed=7, min_words=2, max_words=5)) == sentences[:10]
-    assert generate_sentences(BuiltinDatasetConfig(size=60, seed=8, min_words=2, max_words=5)) != sentences
+    sentences = generate_sentences(size=60, seed=7, min_words=2, max_words=5)
+    assert sentences == generate_sentences(size=60, seed=7, min_words=2, max_words=5)
+    assert generate_sentences(size=10, seed=7, min_words=2, max_words=5) == sentences[:10]
+    assert generate_sentences(size=60, seed=8, min_words=2, max_words=5) != sentences
     assert any(any(c.isdigit() for c in s) for s in sentences)
     assert any("," in s for s in sentences)
     for sentence in sentences:
@@ -141,6 +134,12 @@ def test_generate_sentences_is_seeded_and_well_formed():
         assert 2 <= len(words) <= 5, sentence
         assert all(word.isalpha() or word[:1].isdigit() for word in words), sentence
         assert not any(c.isdigit() for c in normalize_numbers(sentence))
+
+
+@pytest.mark.parametrize(("min_words", "max_words"), [(0, 3), (4, 3)])
+def test_generate_sentences_names_a_bad_word_range(min_words, max_words):
+    with pytest.raises(ValueError, match=f"min_words={min_words}, max_words={max_words}"):
+        generate_sentences(size=1, seed=0, min_words=min_words, max_words=max_words)
 
 
 @pytest.mark.parametrize(
@@ -186,7 +185,9 @@ def test_dataset_has_ljspeech_layout(dataset):
     ids = [row[0] for row in rows]
     assert ids == ["ESPK-0001", "ESPK-0002", "ESPK-0003", "ESPK-0004"]
     assert sorted(path.stem for path in (dataset / "wavs").iterdir()) == ids
-    assert [row[1] for row in rows] == generate_sentences(SMALL)
+    assert [row[1] for row in rows] == generate_sentences(
+        size=SMALL.size, seed=SMALL.seed, min_words=SMALL.min_words, max_words=SMALL.max_words
+    )
     assert [row[2] for row in rows] == [normalize_numbers(row[1]) for row in rows]
     assert sum(row[1] != row[2] for row in rows) >= 2  # numbers were spelled out
     for utterance_id in ids:
@@ -221,7 +222,7 @@ def test_second_call_reuses_the_dataset(dataset, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a complete dataset was synthesised again")
 
-    monkeypatch.setattr(builtin, "_synthesize_int16", fail)
+    monkeypatch.setattr(builtin, "synthesize_int16", fail)
     started = time.perf_counter()
     assert ensure_builtin_dataset(dataset.parent, SMALL, progress=True) == dataset
     assert time.perf_counter() - started < 0.5
