@@ -15,8 +15,6 @@ from typing import Any
 import pytorch_lightning as pl
 from typing_extensions import override
 
-from tuner_callbacks.state_keys import adopt_older_state
-
 log = logging.getLogger(__name__)
 
 
@@ -92,11 +90,6 @@ class ValidationMedia(pl.Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         return {"validations": self.validations}
-
-    @override
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
-        adopt_older_state(self, checkpoint)  # keys once held every_n_validations
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -1,0 +1,135 @@
+"""train.py and train(cfg): every config group composes, runs log to MLflow, resume continues, bad keys are named."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tacotron2_lightning.app.config_validation import ConfigError, validate_config
+from tacotron2_lightning.app.training import train
+from tests.helpers.data_factory import write_ljspeech
+from tests.helpers.train_configs import CONF, ROOT, TINY
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", ["model", "data", "trainer", "callbacks", "logger", "experiment", "paths", "hparams"])
+def test_every_option_of_every_config_group_composes(group, make_cfg, tmp_path):
+    ljspeech = write_ljspeech(tmp_path / "lj", ["one", "two"])
+    (tmp_path / "list.txt").write_text("lj/wavs/UT-0000.wav|one\n")
+    options = group_options(group)
+    assert options, f"conf/{group} has no options"
+    for option in options:
+        overrides = [f"{group}={option}"]
+        if group == "data" and option == "ljspeech" or group == "experiment" and option == "ljspeech_nvidia":
+            overrides.append(f"data.path={ljspeech}")
+        if group == "data" and option == "filelist":
+            overrides.append(f"data.train_filelist={tmp_path / 'list.txt'}")
+        validate_config(make_cfg(overrides, tiny=False))  # resolves every value, checks every target's keys
+
+
+def test_logger_options_combine(make_cfg):
+    cfg = make_cfg(["logger=[mlflow,csv,tensorboard]"])
+    assert set(cfg.logger) == {"mlflow", "csv", "tensorboard"}
+
+
+def test_fast_dev_run(make_cfg):
+    metrics, objects = train(make_cfg(["+trainer.fast_dev_run=true", "logger=none"]))
+    assert objects["trainer"].global_step == 1
+    assert "train/loss" in metrics
+
+
+def test_a_short_run_logs_metrics_params_and_media_to_mlflow(make_cfg, tmp_path):
+    cfg = make_cfg()
+    metrics, objects = train(cfg)
+    run_id = objects["summary"]["mlflow_run_id"]
+    mlflow.set_tracking_uri(cfg.paths.mlflow_tracking_uri)
+    runs = mlflow.search_runs(experiment_names=[cfg.task_name])
+    assert list(runs["run_id"]) == [run_id]
+    run = MlflowClient().get_run(run_id)
+    for name in ("train/loss", "val/loss", "val/alignment_score", "val/diagonality", "val/gate_stop_rate"):
+        assert name in run.data.metrics, name
+    assert run.data.params["model/model_config/decoder_rnn_dim"] == "64"
+    assert run.data.params["data/batch_size"] == "4"
+    artifacts = {a.path for a in MlflowClient().list_artifacts(run_id, "validation/step_000004")}
+    assert {"validation/step_000004/alignment.png", "validation/step_000004/mel.png",
+            "validation/step_000004/sample.wav"} <= artifacts
+    assert Path(objects["summary"]["best_checkpoint"]).is_file()
+    assert metrics["val/loss"] == pytest.approx(run.data.metrics["val/loss"], rel=1e-5)
+
+
+def test_resume_from_last_continues_the_step_count_and_the_mlflow_run(make_cfg):
+    _, first = train(make_cfg())
+    assert first["trainer"].global_step == 4
+    _, second = train(make_cfg(["ckpt_path=last", "trainer.max_steps=8"]))
+    assert second["trainer"].global_step == 8
+    assert second["summary"]["mlflow_run_id"] == first["summary"]["mlflow_run_id"]
+    media = second["trainer"].callbacks
+    assert any(getattr(c, "validations", 0) == 4 for c in media)  # callback state came back with the checkpoint
+
+
+def test_warm_start_from_a_checkpoint_with_ignore_layers(make_cfg):
+    _, first = train(make_cfg(["logger=none"]))
+    last = first["summary"]["last_checkpoint"]
+    _, second = train(make_cfg([f"init_from={last}", "ignore_layers=[embedding.weight]", "trainer.max_steps=1",
+                                "logger=none"]))
+    assert second["trainer"].global_step == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.learning_rate=fast", "model.learning_rate: expected float, got 'fast'"),
+        ("trainer.max_steps=many", "trainer.max_steps: expected int, got 'many'"),
+        ("+model.dropout=0.1", "model.dropout: not an argument of tacotron2_lightning.module.Tacotron2Module"),
+        ("data.path=/no/such/LJSpeech", "data.path: '/no/such/LJSpeech' does not exist"),
+        ("init_from=/no/such.pt", "init_from: checkpoint file '/no/such.pt' does not exist"),
+        ("+model.model_config.decoder_rnn=3", "Unknown Tacotron2Config key\\(s\\) \\['decoder_rnn'\\]"),
+    ],
+)
+def test_bad_overrides_fail_before_training_naming_the_key(override, message, make_cfg):
+    with pytest.raises((ConfigError, Exception), match=message):
+        train(make_cfg([override]))
+
+
+def test_missing_required_data_path_is_named(make_cfg):
+    with pytest.raises(ConfigError, match="missing: \\['data.path'\\]"):
+        train(make_cfg(["data=ljspeech"], tiny=False))
+
+
+def test_unknown_key_is_refused_by_hydra_naming_it(make_cfg):
+    with pytest.raises(Exception, match="model.learning_rat"):
+        make_cfg(["model.learning_rat=0.1"])
+
+
+@pytest.mark.slow
+def test_train_py_runs_and_names_a_metric_that_was_not_logged(tmp_path, shared_cache):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SMART_TUNER_CACHE": str(shared_cache)}
+    common = [sys.executable, str(ROOT / "train.py"), *TINY, f"paths.log_dir={tmp_path}/outputs",
+              "trainer.max_steps=2", "logger=csv"]
+    ok = subprocess.run(common, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert list((tmp_path / "outputs" / "runs" / "train").glob("*/checkpoints/last.ckpt"))
+    bad = subprocess.run([*common, "optimized_metric=val/nope"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode != 0
+    assert "optimized_metric='val/nope' was not logged" in bad.stderr
+
+
+def test_run_params_mask_secrets_and_database_passwords():
+    from tacotron2_lightning.app.training import flatten_for_params
+
+    flat = flatten_for_params({"alerts": {"token": "123:ABC", "chat_id": 5}, "api_key": "k",
+                               "trial": {"storage": "postgresql://tuner:p@ss@db:5432/optuna", "number": 3},
+                               "paths": {"mlflow_tracking_uri": "http://mlflow:5000"}})
+    assert flat == {"alerts/token": "***", "alerts/chat_id": 5, "api_key": "***",
+                    "trial/storage": "postgresql://tuner:***@db:5432/optuna", "trial/number": 3,
+                    "paths/mlflow_tracking_uri": "http://mlflow:5000"}

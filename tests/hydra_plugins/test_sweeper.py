@@ -1,0 +1,219 @@
+"""The smart_optuna sweeper end to end: `python train.py -m hparams=search ...` in a real process, a real Optuna
+study in SQLite, real (tiny) Tacotron2 trials."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from hydra_plugins.smart_optuna_sweeper._liveness import HOST, PID, is_stale
+from tests.helpers.bot_api_server import CHAT_ID, TOKEN, FakeBotApi
+from tests.helpers.train_configs import CONF, ROOT, TINY
+from tuner_callbacks.contract import TAG_TRIAL
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# Two validations per trial: two pruning decisions.
+SWEEP = [*TINY, "trainer.max_steps=4", "trainer.val_check_interval=2", "callbacks.validation_media=null",
+         "callbacks.metric_history.export_formats=[]"]
+
+
+def sweep(tmp_path, cache, *overrides, check=True, wait=True, env=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SMART_TUNER_CACHE": str(cache),
+           **(env or {})}
+    # No paths.log_dir: outputs/ under the working directory, as `python train.py -m ...` run there writes it.
+    command = [sys.executable, str(ROOT / "train.py"), "-m", "hparams=search", *SWEEP, *overrides]
+    if not wait:
+        return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    if check:
+        assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def load(tmp_path, name="search"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/outputs/sweeps/{name}/optuna.db")
+
+
+def states(study):
+    return [t.state for t in study.trials]
+
+
+def test_the_plugin_is_found_under_its_own_name_with_its_samplers_and_pruners():
+    assert "SmartOptunaSweeper" in [plugin.__name__ for plugin in Plugins.instance().discover(Sweeper)]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("train", overrides=["hparams=search", "hydra/sweeper/sampler=random",
+                                              "hydra/sweeper/pruner=hyperband"], return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("SmartOptunaSweeper")
+    assert sweeper.sampler._target_ == "optuna.samplers.RandomSampler"
+    assert sweeper.pruner._target_ == "optuna.pruners.HyperbandPruner"
+    assert cfg.hydra.runtime.choices["hydra/sweeper"] == "smart_optuna"  # not "optuna": Hydra's plugin keeps it
+
+
+def test_a_sweep_runs_records_each_trial_and_resumes_to_the_total_n_trials(tmp_path, shared_cache):
+    # A command-line sweep argument overrides the config's params (batch size choice(8, 16, 32) there).
+    with FakeBotApi() as telegram:
+        sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=3", "data.batch_size=choice(2, 4)",
+              f"+hydra.sweeper.alerts.base_url='{telegram.base_url}'",
+              env={"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_CHAT_ID": str(CHAT_ID)})
+        (summary,) = telegram.calls("sendMessage")
+    study = load(tmp_path)
+    assert "search" in summary.text and f"{study.best_value:.4g}"[:4] in summary.text
+    assert states(study) == [TrialState.COMPLETE] * 3
+    assert {t.params["data.batch_size"] for t in study.trials} <= {2, 4}
+    assert set(study.trials[0].params) == {"model.learning_rate", "model.weight_decay",
+                                           "model.guided_attention_weight", "model.gate_positive_weight",
+                                           "model.model_config.p_attention_dropout",
+                                           "model.model_config.p_decoder_dropout", "data.batch_size"}
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "search"
+    results = OmegaConf.load(sweep_dir / "optimization_results.yaml")
+    assert results.best_value == pytest.approx(study.best_value)
+    assert results.best_params == study.best_params
+    assert Path(results.best_trial.checkpoint).is_file()
+    assert "<h2>Trials" in (sweep_dir / "report.html").read_text()  # the sweep report, written at the end
+    assert results.best_trial.checkpoint.startswith(str(sweep_dir / f"trial_{study.best_trial.number}"))
+    # One join key in both directions: trial -> MLflow run, MLflow run -> study and trial.
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    for trial in study.trials:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.data.tags["optuna.study"] == "search" and run.data.tags["optuna.trial"] == str(trial.number)
+        assert float(run.data.params["model/learning_rate"]) == pytest.approx(trial.params["model.learning_rate"])
+        assert trial.user_attrs["global_step"] == 4 and trial.user_attrs["max_steps"] == 4
+        assert sorted(trial.intermediate_values) == [2, 4]  # reported by global step
+    # Each trial registered its final model; the champion alias ended on the study's best trial (by the
+    # composite objective, not the val/loss each ModelRegistry compares).
+    champion = client.get_model_version_by_alias("tacotron2-search", "champion")
+    assert int(champion.tags[TAG_TRIAL]) == study.best_trial.number
+    # Optuna's own tools read the study (optuna-dashboard takes the same storage URL).
+    listed = subprocess.run([str(Path(sys.executable).parent / "optuna"), "trials", "--study-name", "search",
+                             "--storage", f"sqlite:///{sweep_dir}/optuna.db", "-f", "json"],
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(row["number"] for row in json.loads(listed.stdout)) == [0, 1, 2]
+    # The same command again, with a larger budget: the three trials are kept, one more runs.
+    sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=4", "data.batch_size=choice(2, 4)")
+    *kept, new = states(load(tmp_path))
+    assert kept == [TrialState.COMPLETE] * 3 and new in (TrialState.COMPLETE, TrialState.PRUNED)  # 3 trials: a median
+
+
+def test_a_destructive_learning_rate_is_pruned_and_a_nan_trial_fails_without_ending_the_sweep(tmp_path,
+                                                                                            shared_cache):
+    storage = f"sqlite:///{tmp_path}/outputs/sweeps/search/optuna.db"
+    (tmp_path / "outputs" / "sweeps" / "search").mkdir(parents=True)
+    study = optuna.create_study(study_name="search", storage=storage)
+    # lr 100 wrecks the weights within a step (val/loss ~1e7); lr 1e30 overflows them (val/loss NaN).
+    for learning_rate in (1e-3, 100.0, 1e30):
+        study.enqueue_trial({"model.learning_rate": learning_rate})
+    sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=3", "logger=none",
+          "model.learning_rate=tag(log, interval(1e-4, 1e31))", "hydra.sweeper.pruner.n_startup_trials=1",
+          "hydra.sweeper.pruner.n_warmup_steps=0")
+    study = load(tmp_path)
+    assert states(study) == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.PRUNED]
+    for pruned in study.trials[1:]:  # stopped at their first validation, recorded with its value
+        assert pruned.last_step == 2 and pruned.user_attrs["global_step"] == 2
+    assert study.trials[1].intermediate_values[2] > 1e5 and study.trials[2].intermediate_values[2] == float("inf")
+    # Without a pruner, the NaN trial runs to its end and is recorded FAIL with the reason.
+    storage_nop = tmp_path / "nop"
+    (storage_nop / "outputs" / "sweeps" / "search").mkdir(parents=True)
+    study = optuna.create_study(study_name="search",
+                                storage=f"sqlite:///{storage_nop}/outputs/sweeps/search/optuna.db")
+    for learning_rate in (1e-3, 1e30, 2e-3):
+        study.enqueue_trial({"model.learning_rate": learning_rate})
+    sweep(storage_nop, shared_cache, "hydra.sweeper.n_trials=3", "logger=none", "hydra/sweeper/pruner=nop",
+          "model.learning_rate=tag(log, interval(1e-4, 1e31))", "callbacks.smart_early_stopping=null")
+    study = load(storage_nop)
+    assert states(study) == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert "not finite" in study.trials[1].user_attrs["error"]
+
+
+def test_too_many_failures_stop_the_sweep_with_an_error_naming_the_rate(tmp_path, shared_cache):
+    # An unknown model key fails every trial at config validation: no training, quick.
+    done = sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=4", "hydra.sweeper.max_failure_rate=0.25",
+                 "logger=none", "+model.model_config.no_such_key=1", "hydra.sweeper.report=false", check=False)
+    assert done.returncode != 0
+    assert "max_failure_rate=0.25" in done.stderr
+    study = load(tmp_path)
+    assert states(study) == [TrialState.FAIL] * 2  # 2 > 0.25 * 4: stopped before trials 3 and 4
+    assert "no_such_key" in study.trials[0].user_attrs["error"]
+    assert (tmp_path / "outputs" / "sweeps" / "search" / "optimization_results.yaml").is_file()
+    assert not (tmp_path / "outputs" / "sweeps" / "search" / "report.html").exists()  # report=false
+
+
+def test_a_killed_sweep_resumes_failing_and_requeueing_the_trial_it_left_running(tmp_path, shared_cache):
+    args = ["hydra.sweeper.n_trials=3", "logger=none", "hydra.sweeper.stale_trials=requeue"]
+    # Long trials, so that the kill lands inside trial 1.
+    process = sweep(tmp_path, shared_cache, *args, "trainer.max_steps=40", "trainer.val_check_interval=20",
+                    wait=False)
+    db = tmp_path / "outputs" / "sweeps" / "search" / "optuna.db"
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            if process.poll() is not None:
+                pytest.fail(f"the sweep ended before it could be killed: {process.stderr.read()[-3000:]}")
+            if db.exists() and [t.state for t in load(tmp_path).trials] == [TrialState.COMPLETE,
+                                                                           TrialState.RUNNING]:
+                break
+        else:
+            pytest.fail("trial 1 never started")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    interrupted = load(tmp_path).trials[1]
+    assert interrupted.system_attrs[PID] == process.pid and is_stale(interrupted, stale_after_s=1e9)
+    sweep(tmp_path, shared_cache, *args)
+    study = load(tmp_path)
+    assert states(study) == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.trials[1].user_attrs["interrupted"] is True
+    assert study.trials[2].params == study.trials[1].params  # requeued
+    assert study.trials[2].user_attrs["requeued_from"] == 1
+
+
+def test_a_trial_of_a_live_sweep_on_another_host_is_not_stale_until_its_heartbeat_is():
+    study = optuna.create_study()
+    trial = study.ask()
+    for key, value in ((HOST, "elsewhere"), (PID, 1), ("smart_tuner:heartbeat", time.time() - 100)):
+        study._storage.set_trial_system_attr(trial._trial_id, key, value)
+    frozen = study.trials[0]
+    assert not is_stale(frozen, stale_after_s=300)
+    assert is_stale(frozen, stale_after_s=60)
+
+
+@pytest.mark.slow
+def test_parallel_trials_through_the_joblib_launcher_start_as_soon_as_a_slot_frees(tmp_path, shared_cache):
+    (tmp_path / "outputs" / "sweeps" / "search").mkdir(parents=True)
+    study = optuna.create_study(study_name="search", storage=f"sqlite:///{tmp_path}/outputs/sweeps/search/optuna.db")
+    for max_steps in (24, 4, 4):  # trial 0 is long; trial 1 ends early and frees its slot for trial 2
+        study.enqueue_trial({"trainer.max_steps": max_steps})
+    sweep(tmp_path, shared_cache, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
+          "hydra.sweeper.n_trials=3", "logger=none", "trainer.max_steps=choice(4, 24)",
+          "hydra/sweeper/pruner=nop")
+    study = load(tmp_path)
+    assert states(study) == [TrialState.COMPLETE] * 3
+    long, short, next_one = study.trials
+    assert long.user_attrs["global_step"] == 24 and short.user_attrs["global_step"] == 4
+    assert short.datetime_start < long.datetime_complete  # ran side by side
+    assert next_one.datetime_start < long.datetime_complete  # did not wait for the whole batch
+    assert {t.user_attrs["output_dir"] for t in study.trials} == {
+        str(tmp_path / "outputs" / "sweeps" / "search" / f"trial_{n}") for n in (0, 1, 2)}

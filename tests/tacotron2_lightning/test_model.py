@@ -1,0 +1,170 @@
+"""Tacotron2 reproduces NVIDIA's state_dict layout and function, and decodes batches free-running."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+import torch
+
+from tacotron2_lightning.config import Tacotron2Config
+from tacotron2_lightning.loss import tacotron2_loss
+from tacotron2_lightning.model import Tacotron2
+from tests.helpers.batches import DATA_DIR, synthetic_batch, tiny_config
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return torch.load(DATA_DIR / "tacotron2_small_reference.pt", weights_only=True)
+
+
+def reference_model(reference) -> Tacotron2:
+    fields = {f.name for f in dataclasses.fields(Tacotron2Config)}
+    config = Tacotron2Config(**{k: v for k, v in reference["hparams"].items() if k in fields}, prenet_dropout=0.0)
+    model = Tacotron2(config)
+    model.load_state_dict(reference["state_dict"], strict=True)
+    return model.eval()
+
+
+def test_default_state_dict_matches_nvidia_keys_shapes_and_dtypes():
+    expected = {}
+    for line in (DATA_DIR / "nvidia_tacotron2_state_dict.txt").read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3:
+            expected[parts[0]] = (parts[1], parts[2])
+    assert len(expected) == 84
+    state = Tacotron2().state_dict()
+    actual = {k: (str(tuple(v.shape)), str(v.dtype)) for k, v in state.items()}
+    assert actual == expected
+    assert sum(p.numel() for p in Tacotron2().parameters()) == 28_193_153
+
+
+def test_forward_reproduces_nvidia_reference_outputs_and_loss(reference):
+    model = reference_model(reference)
+    inputs = reference["inputs"]
+    outputs = model(inputs["text_padded"], inputs["input_lengths"], inputs["mel_padded"], inputs["output_lengths"])
+    names = ("mel_outputs", "mel_outputs_postnet", "gate_outputs", "alignments")
+    for name, ours in zip(names, outputs, strict=True):
+        theirs = reference["outputs"][name]
+        assert ours.shape == theirs.shape, name
+        # 1e-5 relative to the tensor's scale, the brief's tolerance.
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5 * float(theirs.abs().max()), msg=name)
+    loss = tacotron2_loss(*outputs[:3], inputs["mel_padded"], inputs["gate_padded"]).total
+    torch.testing.assert_close(loss, reference["outputs"]["loss"], rtol=1e-5, atol=0.0)
+
+
+def test_padding_mask_zeroes_frames_and_saturates_gate(reference):
+    model = reference_model(reference)
+    inputs = reference["inputs"]
+    mel, mel_post, gate, _ = model(inputs["text_padded"], inputs["input_lengths"], inputs["mel_padded"],
+                                   inputs["output_lengths"])
+    short = int(inputs["output_lengths"].argmin())
+    length = int(inputs["output_lengths"][short])
+    assert length < mel.size(2), "the reference batch should contain padding"
+    assert mel[short, :, length:].abs().sum() == 0 and mel_post[short, :, length:].abs().sum() == 0
+    assert torch.all(gate[short, length:] == 1e3)
+    assert mel[short, :, :length].abs().sum() > 0
+
+
+def test_prenet_dropout_stays_on_in_eval_unless_zero():
+    torch.manual_seed(0)
+    noisy = Tacotron2(tiny_config(prenet_dropout=0.5)).eval()
+    frame = torch.ones(4, 16)
+    assert not torch.equal(noisy.decoder.prenet(frame), noisy.decoder.prenet(frame))
+    quiet = Tacotron2(tiny_config(prenet_dropout=0.0)).eval()
+    assert torch.equal(quiet.decoder.prenet(frame), quiet.decoder.prenet(frame))
+
+
+@pytest.mark.parametrize("frames_per_step", [2, 3])
+def test_several_frames_per_step_train_with_matching_shapes(frames_per_step):
+    model = Tacotron2(tiny_config(n_frames_per_step=frames_per_step))
+    text, text_lengths, mel, gate, mel_lengths = synthetic_batch(n_frames_per_step=frames_per_step)
+    mel_out, mel_post, gate_out, alignments = model(text, text_lengths, mel, mel_lengths)
+    assert mel_out.shape == mel_post.shape == mel.shape
+    assert gate_out.shape == gate.shape
+    assert alignments.shape == (2, mel.size(2) // frames_per_step, text.size(1))
+    tacotron2_loss(mel_out, mel_post, gate_out, mel, gate).total.backward()
+
+
+def test_mel_length_not_multiple_of_frames_per_step_is_refused():
+    model = Tacotron2(tiny_config(n_frames_per_step=2))
+    text, text_lengths, mel, _, mel_lengths = synthetic_batch(mel_lengths=(23, 12))
+    with pytest.raises(ValueError, match="23 frames, not a multiple of n_frames_per_step=2"):
+        model(text, text_lengths, mel, mel_lengths)
+
+
+@pytest.fixture(scope="module")
+def gate_trained_model():
+    """A tiny model taught two utterances of different lengths, so its gate fires at known steps."""
+    torch.manual_seed(0)
+    model = Tacotron2(tiny_config(prenet_dropout=0.0))
+    batch = synthetic_batch(text_lengths=(10, 6), mel_lengths=(24, 12))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(120):
+        text, text_lengths, mel, gate, mel_lengths = batch
+        loss = tacotron2_loss(*model(text, text_lengths, mel, mel_lengths)[:3], mel, gate).total
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval(), batch
+
+
+def test_batched_inference_stops_each_utterance_on_its_own_gate(gate_trained_model):
+    model, (text, text_lengths, _, _, mel_lengths) = gate_trained_model
+    mel, mel_post, gate, alignments, lengths = model.inference(text, text_lengths, return_lengths=True)
+    # Each utterance stops near its own trained length, and the two differ.
+    assert abs(int(lengths[0]) - 24) <= 2 and abs(int(lengths[1]) - 12) <= 2, lengths
+    short = int(lengths[1])
+    assert mel[1, :, short:].abs().sum() == 0 and mel_post[1, :, short:].abs().sum() == 0
+    assert torch.all(gate[1, short:] == 1e3)
+    assert alignments[1, short:].abs().sum() == 0
+
+
+def test_batched_inference_equals_one_utterance_at_a_time(gate_trained_model):
+    model, (text, text_lengths, _, _, _) = gate_trained_model
+    batched = model.inference(text, text_lengths, return_lengths=True)
+    for i in range(text.size(0)):
+        single = model.inference(text[i, : text_lengths[i]], return_lengths=True)
+        length = int(single[4][0])
+        assert length == int(batched[4][i])
+        for ours, theirs in zip(single[:2], batched[:2], strict=True):
+            torch.testing.assert_close(ours[0, :, :length], theirs[i, :, :length], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(single[3][0], batched[3][i, :length, : text_lengths[i]], atol=1e-5, rtol=1e-4)
+
+
+def test_inference_stops_at_the_cap_with_a_warning(gate_trained_model, caplog):
+    model, (text, text_lengths, _, _, _) = gate_trained_model
+    with caplog.at_level(logging.WARNING, logger="tacotron2_lightning.model"):
+        mel, _, _, alignments, lengths = model.inference(text, text_lengths, max_decoder_steps=5,
+                                                         return_lengths=True)
+    assert lengths.tolist() == [5, 5]
+    assert mel.size(2) == 5 and alignments.size(1) == 5
+    assert "max_decoder_steps=5" in caplog.text and "2 of 2" in caplog.text
+
+
+def test_inference_returns_nvidia_four_outputs_by_default(gate_trained_model):
+    model, (text, text_lengths, _, _, _) = gate_trained_model
+    outputs = model.inference(text[0])
+    assert len(outputs) == 4
+    assert outputs[0].shape[:2] == (1, 16)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("encoder_kernel_size", 4, "encoder_kernel_size must be odd, got 4"),
+        ("decoder_rnn_dim", 0, "decoder_rnn_dim must be a positive integer, got 0"),
+        ("p_decoder_dropout", 1.5, "p_decoder_dropout must be in \\[0, 1\\), got 1.5"),
+        ("gate_threshold", 1.0, "gate_threshold must be in \\(0, 1\\), got 1.0"),
+        ("symbols_embedding_dim", 64, "symbols_embedding_dim must equal encoder_embedding_dim"),
+    ],
+)
+def test_config_rejects_bad_values_naming_them(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        Tacotron2Config(**{field: value})
+
+
+def test_config_from_dict_names_unknown_keys():
+    with pytest.raises(ValueError, match="Unknown Tacotron2Config key\\(s\\) \\['decoder_rnn_dims'\\]"):
+        Tacotron2Config.from_dict({"decoder_rnn_dims": 512})
