@@ -184,7 +184,7 @@ class SmartOptunaSweeperImpl(Sweeper):
               outcome: tuple[TrialState, list[float] | None, str | None]) -> None:
         state, values, error = outcome
         if error:
-            study._storage.set_trial_user_attr(trial._trial_id, "error", error)
+            study._storage.set_trial_user_attr(trial._trial_id, contract.ATTR_ERROR, error)
             log.warning("Trial %d failed: %s", trial.number, error)
         study.tell(trial, state=state, values=values, skip_if_finished=True)
         log.info("Trial %d: %s%s", trial.number, state.name, f" {values}" if values else "")
@@ -287,7 +287,7 @@ class SmartOptunaSweeperImpl(Sweeper):
 def _counted(study: optuna.Study) -> int:
     """Trials that count towards n_trials: every finished one except those a killed sweep left behind."""
     return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state.is_finished() and not t.user_attrs.get("interrupted"))
+               if t.state.is_finished() and not t.user_attrs.get(contract.ATTR_INTERRUPTED))
 
 
 def _grid_values(name: str, distribution: optuna.distributions.BaseDistribution) -> list[Any]:

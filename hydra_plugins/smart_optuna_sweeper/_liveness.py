@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from tuner_callbacks import contract
+
 log = logging.getLogger(__name__)
 
 HOST, PID, HEARTBEAT = "smart_tuner:host", "smart_tuner:pid", "smart_tuner:heartbeat"
@@ -81,11 +83,12 @@ def recover_stale_trials(study: Any, stale_after_s: float, requeue: bool) -> lis
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if not is_stale(trial, stale_after_s):
             continue
-        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-        study._storage.set_trial_user_attr(trial._trial_id, "error", "interrupted: the sweep running it stopped")
+        study._storage.set_trial_user_attr(trial._trial_id, contract.ATTR_INTERRUPTED, True)
+        study._storage.set_trial_user_attr(trial._trial_id, contract.ATTR_ERROR,
+                                            "interrupted: the sweep running it stopped")
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         if requeue and trial.params:
-            study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
+            study.enqueue_trial(trial.params, user_attrs={contract.ATTR_REQUEUED_FROM: trial.number})
         recovered.append(trial.number)
     if recovered:
         log.warning("Trials %s were left RUNNING by a sweep that stopped: marked FAIL%s", recovered,
