@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytorch_lightning as pl
@@ -23,6 +24,11 @@ class TrialPruning(pl.Callback):
     :class:`~tuner_callbacks.StopReason` ``("pruning", "pruned")``; call :meth:`raise_if_pruned` (or let
     the sweeper read the reason) to turn it into ``optuna.TrialPruned``.
 
+    ``objective`` reports a value computed from the metrics instead of one metric: the same function the trial
+    will finally be judged by (a composite of several metrics, say), so the pruner compares trials on the signal
+    the study optimises. It is called as ``objective(metrics, {"trainer": trainer, "module": pl_module})`` with
+    the validation's metrics as floats; ``monitor`` then only names the value in messages.
+
     Example:
         >>> def objective(trial):
         ...     pruning = TrialPruning(monitor="val/loss", trial=trial)
@@ -33,9 +39,12 @@ class TrialPruning(pl.Callback):
     """
 
     def __init__(self, monitor: str = "val/loss", trial: Any = None, study_name: str | None = None,
-                 storage: str | None = None, trial_number: int | None = None):
+                 storage: str | None = None, trial_number: int | None = None,
+                 objective: Callable[[Mapping[str, float], Mapping[str, Any]], float] | None = None):
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"`monitor` must be a metric name, got {monitor!r}")
+        if objective is not None and not callable(objective):
+            raise ValueError(f"`objective` must be a callable (metrics, objects) -> float, got {objective!r}")
         given = {"study_name": study_name, "storage": storage, "trial_number": trial_number}
         if trial is None and any(v is not None for v in given.values()) and any(v is None for v in given.values()):
             missing = [name for name, value in given.items() if value is None]
@@ -43,11 +52,12 @@ class TrialPruning(pl.Callback):
         if trial_number is not None and (isinstance(trial_number, bool) or not isinstance(trial_number, int)
                                          or trial_number < 0):
             raise ValueError(f"`trial_number` must be an integer >= 0, got {trial_number!r}")
-        self.monitor = monitor
+        self.monitor, self.objective = monitor, objective
         self.study_name, self.storage, self.trial_number = study_name, storage, trial_number
         self._trial = trial
         self.pruned = False
         self.last_reported_step = -1
+        self.last_value: float | None = None  # what was last reported, for the stop reason
 
     @property
     def active(self) -> bool:
@@ -81,25 +91,39 @@ class TrialPruning(pl.Callback):
         step = trainer.global_step
         prune = False
         if trainer.is_global_zero:
-            value = trainer.callback_metrics.get(self.monitor)
-            if value is None:
-                rank_zero_warn(f"TrialPruning: {self.monitor!r} was not logged at step {step}; logged: "
-                               f"{sorted(trainer.callback_metrics)}")
-            elif step > self.last_reported_step:  # a resumed trial does not report a step twice
-                value = float(value)
+            value = self._value(trainer, pl_module)  # None: warned, nothing to report at this validation
+            if value is not None and step > self.last_reported_step:  # a resumed trial never reports a step twice
                 trial = self.trial()
                 trial.report(value if math.isfinite(value) else math.inf, step)
-                self.last_reported_step = step
+                self.last_reported_step, self.last_value = step, value
                 prune = trial.should_prune()
         prune = bool(trainer.strategy.broadcast(prune, src=0))
         if prune:
             self._stop(trainer, step)
 
+    def _value(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> float | None:
+        """What this validation reports: ``monitor``'s value, or ``objective`` of all metrics; None (with a
+        warning) when it cannot be had."""
+        metrics = trainer.callback_metrics
+        if self.objective is None:
+            value = metrics.get(self.monitor)
+            if value is None:
+                rank_zero_warn(f"TrialPruning: {self.monitor!r} was not logged at step {trainer.global_step}; "
+                               f"logged: {sorted(metrics)}")
+                return None
+            return float(value)
+        scalars = {name: float(v) for name, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+        try:
+            return float(self.objective(scalars, {"trainer": trainer, "module": pl_module}))
+        except Exception as error:  # e.g. a metric the objective needs is not logged at this validation
+            rank_zero_warn(f"TrialPruning: the objective could not be computed at step {trainer.global_step}: "
+                           f"{error}")
+            return None
+
     def _stop(self, trainer: pl.Trainer, step: int) -> None:
         self.pruned = True
         trainer.should_stop = True
-        value = trainer.callback_metrics.get(self.monitor)
-        value = float(value) if value is not None else None
+        value = self.last_value
         number = self.trial_number if self.trial_number is not None else getattr(self._trial, "number", "?")
         reason = StopReason("pruning", "pruned", f"trial {number} pruned at step {step}: {self.monitor}={value} is "
                             "worse than the pruner accepts at this step", step, self.monitor, value)

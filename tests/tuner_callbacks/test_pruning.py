@@ -113,8 +113,35 @@ def test_multi_objective_studies_switch_pruning_off(tmp_path):
     assert not pruning.active and study.trials[0].intermediate_values == {}
 
 
+def test_an_objective_of_several_metrics_is_what_the_pruner_sees(tmp_path):
+    study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
+    completed_trial(study, {2: 3.0, 4: 3.0})
+    seen = []
+
+    def objective(metrics, objects):
+        seen.append(objects["trainer"].global_step)
+        return metrics["val/a"] + 2.0 * metrics["val/b"]
+
+    pruning = TrialPruning(monitor="composite", trial=study.ask(), objective=objective)
+    # val/a alone would pass the median (1.0 < 3.0); the composite 1.0 + 2 * 5.0 does not.
+    trainer = fit(tmp_path, pruning, scripted={"val/a": [1.0, 1.0], "val/b": [5.0, 5.0]})
+    assert study.trials[1].intermediate_values == {2: 11.0}
+    assert seen == [2] and pruning.pruned
+    reason = get_stop_reason(trainer)
+    assert (reason.metric, reason.value) == ("composite", 11.0) and "composite=11.0" in reason.message
+
+
+def test_an_objective_that_cannot_be_computed_reports_nothing_and_warns(tmp_path):
+    study = optuna.create_study()
+    pruning = TrialPruning(monitor="composite", trial=study.ask(), objective=lambda metrics, _: metrics["val/gone"])
+    with pytest.warns(UserWarning, match="objective could not be computed at step 2: 'val/gone'"):
+        fit(tmp_path, pruning, scripted={"val/loss": [1.0, 1.0, 1.0, 1.0]})
+    assert study.trials[0].intermediate_values == {} and not pruning.pruned
+
+
 @pytest.mark.parametrize("kwargs, named", [
     ({"monitor": ""}, "monitor"),
+    ({"objective": "val/loss"}, "objective"),
     ({"study_name": "s", "storage": "sqlite:///x.db"}, "trial_number"),
     ({"study_name": "s", "storage": "sqlite:///x.db", "trial_number": -1}, "trial_number"),
 ])
