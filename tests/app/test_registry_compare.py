@@ -10,52 +10,11 @@ import torch
 
 from tacotron2_lightning.app.compare import compare_modules
 from tacotron2_lightning.app.paired_test import paired_permutation_p_value
-from tacotron2_lightning.mcd import dct_matrix, dtw_path, mel_cepstra, mel_cepstral_distortion
 from tacotron2_lightning.module import Tacotron2Module
 from tests.helpers.batches import synthetic_batch, tiny_config
 from tuner_callbacks.registry import RegistryError
 
 # MCD
-
-
-def test_dct_is_orthonormal():
-    matrix = dct_matrix(16)
-    np.testing.assert_allclose(matrix @ matrix.T, np.eye(16), atol=1e-12)
-
-
-def test_mcd_is_zero_for_identical_time_stretched_or_level_shifted_mels():
-    rng = np.random.default_rng(0)
-    mel = rng.normal(size=(16, 30))
-    assert mel_cepstral_distortion(mel, mel) == pytest.approx(0.0, abs=1e-9)
-    # DTW absorbs a slower tempo
-    assert mel_cepstral_distortion(np.repeat(mel, 2, axis=1), mel) == pytest.approx(0.0, abs=1e-9)
-    assert mel_cepstral_distortion(mel + 3.0, mel) == pytest.approx(0.0, abs=1e-9)  # only c0 changes, dropped
-
-
-def test_mcd_of_one_shifted_cepstral_coefficient_is_the_textbook_constant():
-    target = np.zeros((16, 10))
-    shift = np.zeros(16)
-    shift[3] = 0.5
-    predicted = target + (dct_matrix(16).T @ shift)[:, None]  # c3 += 0.5 in every frame
-    np.testing.assert_allclose(mel_cepstra(predicted)[:, 2], 0.5)
-    expected = 10 / math.log(10) * math.sqrt(2 * 0.5**2)
-    assert mel_cepstral_distortion(predicted, target) == pytest.approx(expected)
-
-
-def test_dtw_path_is_monotonic_and_matches_repeated_frames():
-    a = np.array([[0.0], [1.0], [2.0]])
-    b = np.array([[0.0], [1.0], [1.0], [2.0]])
-    assert dtw_path(a, b) == [(0, 0), (1, 1), (1, 2), (2, 3)]
-
-
-def test_mcd_names_bad_shapes():
-    with pytest.raises(ValueError, match="predicted mel has 16 channels but the target has 80"):
-        mel_cepstral_distortion(np.zeros((16, 3)), np.zeros((80, 3)))
-    with pytest.raises(ValueError, match="expected a \\(channels >= 2, frames >= 1\\) log-mel, got shape \\(16,\\)"):
-        mel_cepstra(np.zeros(16))
-
-
-# Paired test
 
 
 @pytest.mark.parametrize(("differences", "expected"), [

@@ -1,0 +1,73 @@
+"""Mel cepstral distortion after DTW: the constant, the alignment, and the fast recursion against a plain one."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tacotron2_lightning.mcd import dct_matrix, dtw_path, mel_cepstra, mel_cepstral_distortion
+
+
+def reference_dtw_path(a, b):
+    """The textbook O(Ta * Tb) recursion, cell by cell: the oracle for the vectorised one."""
+    cost = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+    total = np.full((len(a) + 1, len(b) + 1), np.inf)
+    total[0, 0] = 0.0
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            total[i, j] = cost[i - 1, j - 1] + min(total[i - 1, j - 1], total[i - 1, j], total[i, j - 1])
+    path, i, j = [], len(a), len(b)
+    while i > 0 and j > 0:
+        path.append((i - 1, j - 1))
+        step = int(np.argmin((total[i - 1, j - 1], total[i - 1, j], total[i, j - 1])))
+        i, j = (i - 1, j - 1) if step == 0 else (i - 1, j) if step == 1 else (i, j - 1)
+    return path[::-1]
+
+
+@pytest.mark.parametrize("lengths", [(1, 1), (1, 9), (7, 1), (30, 30), (50, 80), (81, 40)])
+def test_dtw_path_equals_the_cell_by_cell_recursion(lengths):
+    rng = np.random.default_rng(sum(lengths))
+    a, b = rng.normal(size=(lengths[0], 5)), rng.normal(size=(lengths[1], 5))
+    assert dtw_path(a, b) == reference_dtw_path(a, b)
+
+
+def test_dct_is_orthonormal():
+    matrix = dct_matrix(16)
+    np.testing.assert_allclose(matrix @ matrix.T, np.eye(16), atol=1e-12)
+
+
+def test_mcd_is_zero_for_identical_time_stretched_or_level_shifted_mels():
+    rng = np.random.default_rng(0)
+    mel = rng.normal(size=(16, 30))
+    assert mel_cepstral_distortion(mel, mel) == pytest.approx(0.0, abs=1e-9)
+    # DTW absorbs a slower tempo
+    assert mel_cepstral_distortion(np.repeat(mel, 2, axis=1), mel) == pytest.approx(0.0, abs=1e-9)
+    assert mel_cepstral_distortion(mel + 3.0, mel) == pytest.approx(0.0, abs=1e-9)  # only c0 changes, dropped
+
+
+def test_mcd_of_one_shifted_cepstral_coefficient_is_the_textbook_constant():
+    target = np.zeros((16, 10))
+    shift = np.zeros(16)
+    shift[3] = 0.5
+    predicted = target + (dct_matrix(16).T @ shift)[:, None]  # c3 += 0.5 in every frame
+    np.testing.assert_allclose(mel_cepstra(predicted)[:, 2], 0.5)
+    expected = 10 / math.log(10) * math.sqrt(2 * 0.5**2)
+    assert mel_cepstral_distortion(predicted, target) == pytest.approx(expected)
+
+
+def test_dtw_path_is_monotonic_and_matches_repeated_frames():
+    a = np.array([[0.0], [1.0], [2.0]])
+    b = np.array([[0.0], [1.0], [1.0], [2.0]])
+    assert dtw_path(a, b) == [(0, 0), (1, 1), (1, 2), (2, 3)]
+
+
+def test_mcd_names_bad_shapes():
+    with pytest.raises(ValueError, match="predicted mel has 16 channels but the target has 80"):
+        mel_cepstral_distortion(np.zeros((16, 3)), np.zeros((80, 3)))
+    with pytest.raises(ValueError, match="expected a \\(channels >= 2, frames >= 1\\) log-mel, got shape \\(16,\\)"):
+        mel_cepstra(np.zeros(16))
+
+
+# Paired test
