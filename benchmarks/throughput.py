@@ -102,7 +102,7 @@ def benchmark(name: str, args: argparse.Namespace, device: torch.device) -> dict
 
     def inference_step() -> None:
         with autocast:
-            *_, lengths = model.inference(sequence, max_decoder_steps=args.inference_steps, return_lengths=True)
+            lengths = model.inference(sequence, max_decoder_steps=args.inference_steps).lengths
         produced.append(int(lengths.sum()))
 
     model.eval()

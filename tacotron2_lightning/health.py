@@ -71,21 +71,3 @@ def gate_stop_rate(produced_lengths: Tensor, cap_frames: int) -> Tensor:
     """Fraction of free-running utterances that stopped on their gate, before ``cap_frames``."""
     return (produced_lengths < cap_frames).float().mean()
 
-
-def guided_attention_loss(alignments: Tensor, input_lengths: Tensor, decoder_lengths: Tensor,
-                          sigma: float = 0.2) -> Tensor:
-    """Penalty on attention far from the diagonal (Tachibana et al. 2017).
-
-    ``A[s, n] * (1 - exp(-(n/N - s/S)^2 / (2 sigma^2)))`` summed over text positions and averaged over
-    valid decoder steps: the variant that aligned a small model on CPU within two minutes, where the
-    mean over every cell stayed a coarse staircase (see the README's notes on the default run).
-    """
-    batch, steps, n_text = alignments.shape
-    text_valid = lengths_to_mask(input_lengths, n_text)  # (B, N)
-    step_valid = lengths_to_mask(decoder_lengths.clamp(max=steps), steps)  # (B, S)
-    n = torch.arange(n_text, device=alignments.device).float().view(1, 1, -1) / input_lengths.view(-1, 1, 1)
-    s = torch.arange(steps, device=alignments.device).float().view(1, -1, 1) / decoder_lengths.view(-1, 1, 1)
-    weight = 1.0 - torch.exp(-((n - s) ** 2) / (2.0 * sigma**2))
-    weight = weight * text_valid.unsqueeze(1) * step_valid.unsqueeze(2)
-    per_step = (alignments.float() * weight).sum(2)  # (B, S)
-    return per_step.sum() / step_valid.sum().clamp(min=1)

@@ -35,6 +35,18 @@ def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
     return torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
+def decoder_steps(frames: Tensor | int, n_frames_per_step: int) -> Tensor | int:
+    """Decoder steps that produce ``frames`` mel frames, ``n_frames_per_step`` per step (rounded up).
+
+    ``frames`` is an int or an integer tensor such as (B,) lengths; the result has the same type.
+
+    Example:
+        >>> decoder_steps(7, 2)
+        4
+    """
+    return -(-frames // n_frames_per_step)
+
+
 class LinearNorm(nn.Module):
     """A Linear layer with NVIDIA's Xavier-uniform initialisation (state_dict keys ``linear_layer.*``)."""
 
@@ -325,6 +337,19 @@ class Decoder(nn.Module):
         return self._frames_to_mel(frames), gate_outputs, torch.stack(alignments, dim=1), steps * r
 
 
+class Inference(NamedTuple):
+    """What :meth:`Tacotron2.inference` returns: NVIDIA's four outputs, then each utterance's length.
+
+    Everything after an utterance's stop is zeroed (gate logits: set to 1e3, "stop").
+    """
+
+    mel: Tensor  # (B, C, T) decoder output
+    mel_postnet: Tensor  # (B, C, T) decoder output plus the postnet's residual
+    gate: Tensor  # (B, T) logits
+    alignments: Tensor  # (B, S, N)
+    lengths: Tensor  # (B,) frames each utterance produced, counting the step on which its gate fired
+
+
 class Tacotron2(nn.Module):
     """NVIDIA's Tacotron2: text ids -> mel spectrogram, stop-gate logits and attention alignments.
 
@@ -368,15 +393,14 @@ class Tacotron2(nn.Module):
 
     @torch.no_grad()
     def inference(self, sequence: Tensor, input_lengths: Tensor | None = None,
-                  max_decoder_steps: int | None = None, return_lengths: bool = False,
-                  warn_at_cap: bool = True) -> tuple[Tensor, ...]:
+                  max_decoder_steps: int | None = None, warn_at_cap: bool = True) -> Inference:
         """Free-running synthesis of one or several utterances.
 
-        ``sequence`` (B, N) or (N,) ids, ``input_lengths`` (B,) when padded. Returns NVIDIA's
-        ``(mel_outputs, mel_outputs_postnet, gate_outputs, alignments)``; frames after an utterance's
-        stop are zeroed. ``return_lengths=True`` appends the (B,) number of frames each produced.
-        Decoding stops when sigmoid(gate) > gate_threshold or after ``max_decoder_steps`` (a warning unless
-        ``warn_at_cap`` is False: health checks expect untrained models to run into the cap).
+        ``sequence`` (B, N) or (N,) ids, ``input_lengths`` (B,) when padded. Returns an :class:`Inference`:
+        NVIDIA's ``(mel_outputs, mel_outputs_postnet, gate_outputs, alignments)`` with frames after an
+        utterance's stop zeroed, then the (B,) number of frames each produced. Decoding stops when
+        sigmoid(gate) > gate_threshold or after ``max_decoder_steps`` (a warning unless ``warn_at_cap`` is
+        False: health checks expect untrained models to run into the cap).
         """
         if sequence.dim() == 1:
             sequence = sequence.unsqueeze(0)
@@ -393,8 +417,6 @@ class Tacotron2(nn.Module):
         mel_outputs = _masked(mel_outputs, valid)
         mel_outputs_postnet = _masked(mel_outputs + self.postnet(mel_outputs, valid if batched else None), valid)
         gate_outputs = gate_outputs.masked_fill(~valid, 1e3)
-        steps_valid = lengths_to_mask((lengths + self.n_frames_per_step - 1) // self.n_frames_per_step,
-                                      alignments.size(1))
+        steps_valid = lengths_to_mask(decoder_steps(lengths, self.n_frames_per_step), alignments.size(1))
         alignments = alignments * steps_valid.unsqueeze(2).to(alignments.dtype)
-        outputs = (mel_outputs, mel_outputs_postnet, gate_outputs, alignments)
-        return (*outputs, lengths) if return_lengths else outputs
+        return Inference(mel_outputs, mel_outputs_postnet, gate_outputs, alignments, lengths)

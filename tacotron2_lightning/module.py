@@ -16,14 +16,13 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from tacotron2_lightning import health
 from tacotron2_lightning.audio import AudioConfig
 from tacotron2_lightning.config import Tacotron2Config
 from tacotron2_lightning.dataclass_config import as_dataclass
-from tacotron2_lightning.loss import tacotron2_loss
-from tacotron2_lightning.model import Tacotron2
+from tacotron2_lightning.loss import guided_attention_loss, tacotron2_loss, weighted_gate_loss
+from tacotron2_lightning.model import Tacotron2, decoder_steps
 
 Batch = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
 
@@ -110,8 +109,7 @@ class Tacotron2Module(pl.LightningModule):
         return self.model(text_padded, input_lengths, mel_padded, output_lengths)
 
     def _decoder_lengths(self, output_lengths: Tensor) -> Tensor:
-        r = self.config.n_frames_per_step
-        return (output_lengths + r - 1) // r
+        return decoder_steps(output_lengths, self.config.n_frames_per_step)
 
     def _shared_step(self, batch: Batch, stage: str) -> tuple[Tensor, tuple[Tensor, ...]]:
         text, input_lengths, mel, gate, output_lengths = batch
@@ -126,13 +124,10 @@ class Tacotron2Module(pl.LightningModule):
         self.log(f"{stage}/gate_loss", losses.gate_loss, **log_args)
         loss = losses.total
         if self.gate_positive_weight != 1.0:
-            # The one "stop" frame per utterance is drowned by its hundreds of "go on" frames; weighting it
-            # (Coqui's stopnet_pos_weight) teaches the gate sooner. Logged losses stay NVIDIA's.
-            weighted_gate = F.binary_cross_entropy_with_logits(
-                gate_outputs.float(), gate.float(), pos_weight=gate_outputs.new_tensor(self.gate_positive_weight))
-            loss = losses.mel_loss + weighted_gate
+            # Only the minimised loss is weighted: logged losses stay NVIDIA's, comparable across runs.
+            loss = losses.mel_loss + weighted_gate_loss(gate_outputs, gate, self.gate_positive_weight)
         if self.guided_attention_weight > 0:
-            guided = health.guided_attention_loss(
+            guided = guided_attention_loss(
                 alignments, input_lengths, self._decoder_lengths(output_lengths), self.guided_attention_sigma
             )
             self.log(f"{stage}/guided_attention_loss", guided, **log_args)
@@ -169,20 +164,20 @@ class Tacotron2Module(pl.LightningModule):
         count = min(self.health_utterances, text.size(0))
         text, input_lengths = text[:count], input_lengths[:count]
         r = self.config.n_frames_per_step
-        cap_steps = min(self.config.max_decoder_steps,
-                        math.ceil(self.health_cap_ratio * int(output_lengths[:count].max()) / r))
-        _, mel_postnet, _, alignments, lengths = self.model.inference(
-            text[:, : int(input_lengths.max())], input_lengths, max_decoder_steps=cap_steps, return_lengths=True,
-            warn_at_cap=False,
+        cap_frames = math.ceil(self.health_cap_ratio * int(output_lengths[:count].max()))
+        cap_steps = min(self.config.max_decoder_steps, decoder_steps(cap_frames, r))
+        decoded = self.model.inference(
+            text[:, : int(input_lengths.max())], input_lengths, max_decoder_steps=cap_steps, warn_at_cap=False,
         )
+        lengths = decoded.lengths
         decoder_lengths = self._decoder_lengths(lengths)
         log_args = {"batch_size": count, "sync_dist": True, "on_epoch": True}
         self.log("val/gate_stop_rate", health.gate_stop_rate(lengths, cap_steps * r), **log_args)
         self.log("val/inference_diagonality",
-                 health.diagonality(alignments, input_lengths, decoder_lengths), **log_args)
+                 health.diagonality(decoded.alignments, input_lengths, decoder_lengths), **log_args)
         return {
-            "inference_mel": mel_postnet[0, :, : lengths[0]].float().cpu(),
-            "inference_alignment": alignments[0, : decoder_lengths[0], : input_lengths[0]].float().cpu(),
+            "inference_mel": decoded.mel_postnet[0, :, : lengths[0]].float().cpu(),
+            "inference_alignment": decoded.alignments[0, : decoder_lengths[0], : input_lengths[0]].float().cpu(),
         }
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from tacotron2_lightning.audio import griffin_lim
 from tacotron2_lightning.checkpoint import CheckpointError, load_nvidia_checkpoint, read_checkpoint
+from tacotron2_lightning.model import decoder_steps
 from tacotron2_lightning.module import Tacotron2Module
 from tacotron2_lightning.text import text_to_sequence
 
@@ -148,16 +149,15 @@ def synthesize(module: Tacotron2Module, text: str, max_decoder_steps: int | None
     try:
         with torch.no_grad():
             sequence = torch.tensor([ids], dtype=torch.long, device=module.device)
-            _, mels, gates, alignments, lengths = module.model.inference(
-                sequence, max_decoder_steps=max_decoder_steps, return_lengths=True)
+            decoded = module.model.inference(sequence, max_decoder_steps=max_decoder_steps)
     finally:
         module.train(was_training)
-    frames = int(lengths[0])
-    steps = -(-frames // config.n_frames_per_step)
-    mel, alignment = mels[0, :, :frames].float(), alignments[0, :steps].float()
+    frames = int(decoded.lengths[0])
+    steps = decoder_steps(frames, config.n_frames_per_step)
+    mel, alignment = decoded.mel_postnet[0, :, :frames].float(), decoded.alignments[0, :steps].float()
     # The last kept frame's gate says whether it stopped; comparing frames with the cap would misreport a
     # gate that fires on the very last allowed step.
-    stopped_on_gate = bool(torch.sigmoid(gates[0, frames - 1].float()) > config.gate_threshold)
+    stopped_on_gate = bool(torch.sigmoid(decoded.gate[0, frames - 1].float()) > config.gate_threshold)
 
     # Griffin-Lim's STFT reflect-pads filter_length // 2 samples, so it needs hop * (frames - 1) beyond that.
     min_frames = (audio.filter_length // 2) // audio.hop_length + 2

@@ -89,6 +89,7 @@ def utterance_metrics(module: Tacotron2Module, text: Tensor, mel: Tensor, seed: 
     from tacotron2_lightning import health
     from tacotron2_lightning.data.collate import TextMelCollate
     from tacotron2_lightning.loss import tacotron2_loss
+    from tacotron2_lightning.model import decoder_steps
 
     config = module.config
     r = config.n_frames_per_step
@@ -98,16 +99,15 @@ def utterance_metrics(module: Tacotron2Module, text: Tensor, mel: Tensor, seed: 
     mel_outputs, mel_postnet, gate_outputs, alignments = module.model(text_padded, input_lengths, mel_padded,
                                                                       output_lengths)
     losses = tacotron2_loss(mel_outputs, mel_postnet, gate_outputs, mel_padded, gate_padded)
-    decoder_lengths = (output_lengths + r - 1) // r
-    cap_steps = max(1, min(config.max_decoder_steps, math.ceil(cap_ratio * mel.size(1) / r)))
-    _, predicted, _, _, lengths = module.model.inference(text.unsqueeze(0), max_decoder_steps=cap_steps,
-                                                         return_lengths=True, warn_at_cap=False)
-    frames = int(lengths[0])
+    decoder_lengths = decoder_steps(output_lengths, r)
+    cap_steps = max(1, min(config.max_decoder_steps, decoder_steps(math.ceil(cap_ratio * mel.size(1)), r)))
+    decoded = module.model.inference(text.unsqueeze(0), max_decoder_steps=cap_steps, warn_at_cap=False)
+    frames = int(decoded.lengths[0])
     return {
         "loss": float(losses.total), "mel_loss": float(losses.mel_loss), "gate_loss": float(losses.gate_loss),
         "alignment_score": float(health.alignment_score(alignments, decoder_lengths)),
-        "gate_stop": float(health.gate_stop_rate(lengths, cap_steps * r)),
-        "mcd": mel_cepstral_distortion(predicted[0, :, :frames].double().numpy(), mel.double().numpy()),
+        "gate_stop": float(health.gate_stop_rate(decoded.lengths, cap_steps * r)),
+        "mcd": mel_cepstral_distortion(decoded.mel_postnet[0, :, :frames].double().numpy(), mel.double().numpy()),
     }
 
 

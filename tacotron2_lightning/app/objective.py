@@ -99,8 +99,7 @@ class InferenceRealTimeFactor:
         try:
             with torch.no_grad():
                 start = time.perf_counter()
-                *_, lengths = model.inference(text, input_lengths, max_decoder_steps=steps, return_lengths=True,
-                                              warn_at_cap=False)
+                lengths = model.inference(text, input_lengths, max_decoder_steps=steps, warn_at_cap=False).lengths
                 seconds = time.perf_counter() - start
         finally:
             model.train(was_training)

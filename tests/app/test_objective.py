@@ -88,8 +88,7 @@ def test_inference_real_time_factor_times_free_running_synthesis(make_cfg):
     text, lengths = next(iter(datamodule.val_dataloader()))[:2]
     module.model.eval()
     torch.manual_seed(0)
-    *_, frames = module.model.inference(text[:2], lengths[:2], max_decoder_steps=20, return_lengths=True,
-                                        warn_at_cap=False)
+    frames = module.model.inference(text[:2], lengths[:2], max_decoder_steps=20, warn_at_cap=False).lengths
     assert measure.audio_seconds == int(frames.sum()) * module.audio.hop_length / module.audio.sampling_rate
 
 

@@ -55,12 +55,3 @@ def test_monotonicity_detects_backward_jumps():
 
 def test_gate_stop_rate_counts_utterances_below_the_cap():
     assert health.gate_stop_rate(torch.tensor([12, 50, 30, 50]), cap_frames=50) == pytest.approx(0.5)
-
-
-def test_guided_attention_loss_is_zero_on_the_diagonal_and_large_off_it():
-    lengths = torch.tensor([10])
-    steps = torch.tensor([40])
-    on = health.guided_attention_loss(diagonal(40, 10), lengths, steps)
-    off = health.guided_attention_loss(stuck(40, 10), lengths, steps)
-    assert on < 0.05
-    assert off > 0.4

@@ -10,7 +10,7 @@ import torch
 
 from tacotron2_lightning.config import Tacotron2Config
 from tacotron2_lightning.loss import tacotron2_loss
-from tacotron2_lightning.model import Tacotron2
+from tacotron2_lightning.model import Tacotron2, decoder_steps
 from tests.helpers.batches import DATA_DIR, synthetic_batch, tiny_config
 
 
@@ -112,7 +112,7 @@ def gate_trained_model():
 
 def test_batched_inference_stops_each_utterance_on_its_own_gate(gate_trained_model):
     model, (text, text_lengths, _, _, mel_lengths) = gate_trained_model
-    mel, mel_post, gate, alignments, lengths = model.inference(text, text_lengths, return_lengths=True)
+    mel, mel_post, gate, alignments, lengths = model.inference(text, text_lengths)
     # Each utterance stops near its own trained length, and the two differ.
     assert abs(int(lengths[0]) - 24) <= 2 and abs(int(lengths[1]) - 12) <= 2, lengths
     short = int(lengths[1])
@@ -123,31 +123,38 @@ def test_batched_inference_stops_each_utterance_on_its_own_gate(gate_trained_mod
 
 def test_batched_inference_equals_one_utterance_at_a_time(gate_trained_model):
     model, (text, text_lengths, _, _, _) = gate_trained_model
-    batched = model.inference(text, text_lengths, return_lengths=True)
+    batched = model.inference(text, text_lengths)
     for i in range(text.size(0)):
-        single = model.inference(text[i, : text_lengths[i]], return_lengths=True)
-        length = int(single[4][0])
-        assert length == int(batched[4][i])
-        for ours, theirs in zip(single[:2], batched[:2], strict=True):
+        single = model.inference(text[i, : text_lengths[i]])
+        length = int(single.lengths[0])
+        assert length == int(batched.lengths[i])
+        for ours, theirs in ((single.mel, batched.mel), (single.mel_postnet, batched.mel_postnet)):
             torch.testing.assert_close(ours[0, :, :length], theirs[i, :, :length], atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(single[3][0], batched[3][i, :length, : text_lengths[i]], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(single.alignments[0], batched.alignments[i, :length, : text_lengths[i]],
+                                   atol=1e-5, rtol=1e-4)
 
 
 def test_inference_stops_at_the_cap_with_a_warning(gate_trained_model, caplog):
     model, (text, text_lengths, _, _, _) = gate_trained_model
     with caplog.at_level(logging.WARNING, logger="tacotron2_lightning.model"):
-        mel, _, _, alignments, lengths = model.inference(text, text_lengths, max_decoder_steps=5,
-                                                         return_lengths=True)
+        mel, _, _, alignments, lengths = model.inference(text, text_lengths, max_decoder_steps=5)
     assert lengths.tolist() == [5, 5]
     assert mel.size(2) == 5 and alignments.size(1) == 5
     assert "max_decoder_steps=5" in caplog.text and "2 of 2" in caplog.text
 
 
-def test_inference_returns_nvidia_four_outputs_by_default(gate_trained_model):
-    model, (text, text_lengths, _, _, _) = gate_trained_model
+def test_inference_returns_nvidia_four_outputs_then_the_lengths(gate_trained_model):
+    model, (text, _, _, _, _) = gate_trained_model
     outputs = model.inference(text[0])
-    assert len(outputs) == 4
-    assert outputs[0].shape[:2] == (1, 16)
+    assert outputs._fields == ("mel", "mel_postnet", "gate", "alignments", "lengths")
+    assert outputs.mel.shape[:2] == (1, 16)
+    assert outputs.lengths.shape == (1,) and int(outputs.lengths[0]) == outputs.mel.size(2)
+
+
+@pytest.mark.parametrize(("frames", "r", "steps"), [(0, 1, 0), (7, 1, 7), (6, 2, 3), (7, 2, 4), (7, 3, 3)])
+def test_decoder_steps_round_frames_up_to_whole_steps(frames, r, steps):
+    assert decoder_steps(frames, r) == steps
+    assert decoder_steps(torch.tensor([frames, 1]), r).tolist() == [steps, 1]
 
 
 @pytest.mark.parametrize(
