@@ -42,22 +42,31 @@ def dtw_path(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int]]:
     (0, 0) to (Ta - 1, Tb - 1), on the Euclidean distance.
 
     The accumulated cost of a cell needs only the two anti-diagonals before it, so the recursion runs one
-    anti-diagonal at a time as a vector operation: Ta + Tb numpy steps instead of Ta * Tb Python ones, and memory
-    of the (Ta + 1, Tb + 1) cost table only.
+    anti-diagonal at a time as a vector operation: Ta + Tb numpy steps instead of Ta * Tb Python ones. The table
+    is kept by anti-diagonal (``by_diagonal[i + j, i]``), where each diagonal's neighbours are plain slices, and
+    an anti-diagonal of the row-major cost matrix is a strided slice of its flat view (step Tb - 1).
     """
     cost = cdist(a, b)  # (Ta, Tb)
     rows, cols = cost.shape
-    total = np.full((rows + 1, cols + 1), np.inf)
-    total[0, 0] = 0.0
-    for diagonal in range(2, rows + cols + 1):  # cells (i, j) of the padded table with i + j == diagonal
-        i = np.arange(max(1, diagonal - cols), min(rows, diagonal - 1) + 1)
-        j = diagonal - i
-        best = np.minimum(np.minimum(total[i - 1, j - 1], total[i - 1, j]), total[i, j - 1])
-        total[i, j] = best + cost[i - 1, j - 1]
+    flat = cost.ravel()
+    # by_diagonal[d, i]: the accumulated cost of cell (i, d - i) of the table padded with a row and column of inf.
+    by_diagonal = np.full((rows + cols + 1, rows + 1), np.inf)
+    by_diagonal[0, 0] = 0.0
+    for d in range(2, rows + cols + 1):
+        lo, hi = max(1, d - cols), min(rows, d - 1)  # rows i of the padded table on this diagonal
+        count = hi - lo + 1
+        start = (lo - 1) * cols + (d - lo - 1)  # cost[lo - 1, d - lo - 1]; the next cell is cols - 1 further
+        step_cost = flat[start: start + (count - 1) * (cols - 1) + 1: cols - 1] if cols > 1 else flat[start:
+                                                                                                       start + count]
+        previous, before = by_diagonal[d - 1], by_diagonal[d - 2]
+        best = np.minimum(np.minimum(before[lo - 1: hi], previous[lo - 1: hi]), previous[lo: hi + 1])
+        by_diagonal[d, lo: hi + 1] = best + step_cost
     path, i, j = [], rows, cols
     while i > 0 and j > 0:
         path.append((i - 1, j - 1))
-        step = int(np.argmin((total[i - 1, j - 1], total[i - 1, j], total[i, j - 1])))  # ties: diagonal first
+        d = i + j
+        # ties: diagonal first, then up, then left
+        step = int(np.argmin((by_diagonal[d - 2, i - 1], by_diagonal[d - 1, i - 1], by_diagonal[d - 1, i])))
         i, j = (i - 1, j - 1) if step == 0 else (i - 1, j) if step == 1 else (i, j - 1)
     return path[::-1]
 
