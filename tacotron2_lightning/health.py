@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tacotron2_lightning.mcd import mel_cepstral_distortion
 from tacotron2_lightning.model import lengths_to_mask
 
 
@@ -70,4 +71,22 @@ def monotonicity(alignments: Tensor, input_lengths: Tensor | None = None,
 def gate_stop_rate(produced_lengths: Tensor, cap_frames: int) -> Tensor:
     """Fraction of free-running utterances that stopped on their gate, before ``cap_frames``."""
     return (produced_lengths < cap_frames).float().mean()
+
+
+def duration_ratios(produced_lengths: Tensor, target_lengths: Tensor) -> Tensor:
+    """(B,) frames synthesised over true frames, per utterance: 1.0 speaks as long as the recording, below
+    stops early (or skips text), above babbles or runs into the cap."""
+    return produced_lengths.float() / target_lengths.float().clamp(min=1)
+
+
+def mel_cepstral_distortions(predicted: Tensor, produced_lengths: Tensor, target: Tensor,
+                             target_lengths: Tensor) -> Tensor:
+    """(B,) MCD-DTW in dB of each free-running mel against its recording (see :mod:`tacotron2_lightning.mcd`).
+
+    ``predicted`` (B, C, T1) and ``target`` (B, C, T2) are padded natural-log mels with their valid lengths.
+    """
+    values = [mel_cepstral_distortion(predicted[i, :, : max(int(produced_lengths[i]), 1)].float().cpu().numpy(),
+                                      target[i, :, : int(target_lengths[i])].float().cpu().numpy())
+              for i in range(predicted.size(0))]
+    return torch.tensor(values, dtype=torch.float32)
 

@@ -3,7 +3,10 @@
 Batches are NVIDIA's collate layout ``(text_padded, input_lengths, mel_padded, gate_padded,
 output_lengths)``. Metric names are the project's shared language (see the README): ``train/loss``,
 ``val/loss`` (NVIDIA's loss), ``val/mel_loss``, ``val/gate_loss``, ``val/alignment_score``,
-``val/diagonality``, ``val/monotonicity``, ``val/gate_stop_rate``.
+``val/diagonality``, ``val/monotonicity``, and from free-running synthesis of a few validation utterances
+``val/gate_stop_rate``, ``val/inference_diagonality``, ``val/duration_ratio`` (median synthesised over true
+frames; ``val/duration_ratio_iqr`` its spread) and ``val/mcd_dtw`` (mel cepstral distortion against the
+recordings after DTW, dB).
 """
 
 from __future__ import annotations
@@ -157,12 +160,16 @@ class Tacotron2Module(pl.LightningModule):
             "alignment": alignments[0, : decoder_lengths[0], : input_lengths[0]].float().cpu(),
         }
         if self.health_utterances > 0:
-            example.update(self._free_running_health(text, input_lengths, output_lengths))
+            example.update(self._free_running_health(text, input_lengths, mel, output_lengths))
         self.last_validation_example = example
 
-    def _free_running_health(self, text: Tensor, input_lengths: Tensor, output_lengths: Tensor) -> dict[str, Tensor]:
+    def _free_running_health(self, text: Tensor, input_lengths: Tensor, mel: Tensor,
+                             output_lengths: Tensor) -> dict[str, Tensor]:
+        """Synthesises the first ``health_utterances`` texts free-running and judges them against their
+        recordings: does the gate stop, does attention follow the text, how long, how close (MCD-DTW)."""
         count = min(self.health_utterances, text.size(0))
-        text, input_lengths = text[:count], input_lengths[:count]
+        text, input_lengths, mel, output_lengths = (text[:count], input_lengths[:count], mel[:count],
+                                                    output_lengths[:count])
         r = self.config.n_frames_per_step
         cap_frames = math.ceil(self.health_cap_ratio * int(output_lengths[:count].max()))
         cap_steps = min(self.config.max_decoder_steps, decoder_steps(cap_frames, r))
@@ -175,6 +182,12 @@ class Tacotron2Module(pl.LightningModule):
         self.log("val/gate_stop_rate", health.gate_stop_rate(lengths, cap_steps * r), **log_args)
         self.log("val/inference_diagonality",
                  health.diagonality(decoded.alignments, input_lengths, decoder_lengths), **log_args)
+        ratios = health.duration_ratios(lengths, output_lengths)
+        quartiles = torch.quantile(ratios, torch.tensor([0.25, 0.5, 0.75], device=ratios.device))
+        self.log("val/duration_ratio", quartiles[1], **log_args)
+        self.log("val/duration_ratio_iqr", quartiles[2] - quartiles[0], **log_args)
+        distortions = health.mel_cepstral_distortions(decoded.mel_postnet, lengths, mel, output_lengths)
+        self.log("val/mcd_dtw", distortions.mean().to(self.device), **log_args)
         return {
             "inference_mel": decoded.mel_postnet[0, :, : lengths[0]].float().cpu(),
             "inference_alignment": decoded.alignments[0, : decoder_lengths[0], : input_lengths[0]].float().cpu(),

@@ -55,3 +55,20 @@ def test_monotonicity_detects_backward_jumps():
 
 def test_gate_stop_rate_counts_utterances_below_the_cap():
     assert health.gate_stop_rate(torch.tensor([12, 50, 30, 50]), cap_frames=50) == pytest.approx(0.5)
+
+
+def test_duration_ratios_are_per_utterance_frames_over_true_frames():
+    ratios = health.duration_ratios(torch.tensor([10, 30, 0]), torch.tensor([20, 30, 5]))
+    assert ratios.tolist() == [0.5, 1.0, 0.0]
+
+
+def test_mel_cepstral_distortions_ignore_padding_and_are_zero_for_the_recording_itself():
+    torch.manual_seed(0)
+    target = torch.randn(2, 16, 30)
+    predicted = torch.cat([target, torch.full((2, 16, 5), 99.0)], dim=2)  # padding that must not count
+    lengths = torch.tensor([30, 20])
+    distortions = health.mel_cepstral_distortions(predicted, lengths, target, lengths)
+    assert distortions.tolist() == pytest.approx([0.0, 0.0], abs=1e-9)
+    worse = health.mel_cepstral_distortions(predicted + torch.randn_like(predicted), lengths, target, lengths)
+    assert (worse > 1.0).all()
+

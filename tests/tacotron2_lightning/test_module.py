@@ -79,10 +79,12 @@ def test_validation_logs_every_health_metric():
     trainer.fit(module, repeated_loader(batch, 2), repeated_loader(batch, 2))
     metrics = trainer.callback_metrics
     for name in ("train/loss", "val/loss", "val/mel_loss", "val/gate_loss", "val/alignment_score",
-                 "val/diagonality", "val/monotonicity", "val/gate_stop_rate", "val/inference_diagonality"):
+                 "val/diagonality", "val/monotonicity", "val/gate_stop_rate", "val/inference_diagonality",
+                 "val/duration_ratio", "val/duration_ratio_iqr", "val/mcd_dtw"):
         assert name in metrics, name
         assert torch.isfinite(metrics[name]), name
     assert 0.0 <= float(metrics["val/gate_stop_rate"]) <= 1.0
+    assert float(metrics["val/mcd_dtw"]) > 0.0 and float(metrics["val/duration_ratio"]) > 0.0
     example = module.last_validation_example
     assert example["alignment"].shape == (24, 10)  # first utterance: 24 frames, 10 characters
     assert example["mel_target"].shape == example["mel_predicted"].shape == (16, 24)
@@ -97,6 +99,8 @@ def test_gate_stop_rate_is_zero_when_no_utterance_can_stop():
     trainer = quiet_trainer(max_steps=1, num_sanity_val_steps=0)
     trainer.validate(module, repeated_loader(synthetic_batch(), 1), verbose=False)
     assert float(trainer.callback_metrics["val/gate_stop_rate"]) == 0.0
+    # Cut off at a tenth of the longest target, the synthesised speech is far too short.
+    assert float(trainer.callback_metrics["val/duration_ratio"]) < 0.3
 
 
 def test_bf16_mixed_precision_trains():
