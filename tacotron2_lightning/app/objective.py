@@ -1,8 +1,11 @@
 """What a training job returns to a sweeper: one metric, a composite objective, or several objectives.
 
-``conf/hparams/search.yaml`` sets ``objective`` to a :class:`CompositeObjective`; a list of objectives makes a
-multi-objective study (e.g. validation loss and :class:`InferenceRealTimeFactor`). Without ``objective``,
-the job returns ``optimized_metric`` as lightning-hydra-template does.
+``conf/hparams/search.yaml`` sets ``objective`` to a :class:`SynthesisObjective` (``conf/objective/synthesis.yaml``:
+how the model speaks when it decodes on its own); ``objective=teacher_forced`` chooses the
+:class:`CompositeObjective` of the teacher-forced validation loss instead. A list of objectives makes a
+multi-objective study (e.g. validation loss and :class:`InferenceRealTimeFactor`). Without ``objective``, the
+job returns ``optimized_metric`` as lightning-hydra-template does. Each objective is a callable
+``(metrics, objects) -> float``, so ``TrialPruning(objective=...)`` reports the same value at every validation.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from tuner_callbacks.stop_reason import get_stop_reason
 log = logging.getLogger(__name__)
 
 
-def metric_value(metrics: Mapping[str, float], name: str) -> float:
-    """The value a sweep optimises; raises naming the metric when it was not logged."""
+def metric_value(metrics: Mapping[str, float], name: str, key: str = "metric") -> float:
+    """The value of a metric an objective needs; raises naming the metric (as config ``key``) when it was not
+    logged."""
     if name not in metrics:
-        raise ConfigError(f"optimized_metric={name!r} was not logged; logged metrics are {sorted(metrics)}")
-    return metrics[name]
+        raise ConfigError(f"{key}={name!r} was not logged; logged metrics are {sorted(metrics)}")
+    return float(metrics[name])
 
 
 class CompositeObjective:
@@ -77,6 +81,56 @@ class CompositeObjective:
         return float(gaps.iloc[-1] - gaps.min()) if len(gaps) else 0.0
 
 
+class SynthesisObjective:
+    """How the model speaks when it decodes on its own, in dB; lower is better.
+
+    ``mcd`` (mel cepstral distortion of free-running synthesis against the recordings, after DTW) plus penalties
+    for what MCD alone forgives:
+
+    * gate failures: ``gate_weight x (1 - gate_stop_rate)``: utterances that never stop cannot be used;
+    * duration: ``duration_weight x max(0, |duration_ratio - 1| - duration_tolerance)``: speech more than
+      ``duration_tolerance`` (20%) too short or too long, by the median over the health utterances;
+    * alignment failure: ``alignment_weight x max(0, min_alignment - inference_diagonality) / min_alignment``.
+
+    The metrics are those :class:`~tacotron2_lightning.module.Tacotron2Module` logs at each validation
+    (``health_utterances`` > 0). Teacher-forced loss is a weak guide to how a Tacotron2 sounds, as the model never
+    predicts from its own output there; this judges the synthesis users will hear.
+    """
+
+    def __init__(self, mcd_metric: str = "val/mcd_dtw", gate_metric: str = "val/gate_stop_rate",
+                 gate_weight: float = 10.0, duration_metric: str = "val/duration_ratio",
+                 duration_tolerance: float = 0.2, duration_weight: float = 10.0,
+                 alignment_metric: str = "val/inference_diagonality", min_alignment: float = 0.8,
+                 alignment_weight: float = 5.0):
+        for name, value in (("gate_weight", gate_weight), ("duration_weight", duration_weight),
+                            ("alignment_weight", alignment_weight), ("duration_tolerance", duration_tolerance)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"objective.{name} must be a number >= 0, got {value!r}")
+        if not 0 < min_alignment <= 1:
+            raise ConfigError(f"objective.min_alignment must be in (0, 1], got {min_alignment!r}")
+        self.mcd_metric, self.gate_metric, self.gate_weight = mcd_metric, gate_metric, gate_weight
+        self.duration_metric, self.duration_tolerance, self.duration_weight = (duration_metric, duration_tolerance,
+                                                                               duration_weight)
+        self.alignment_metric, self.min_alignment, self.alignment_weight = (alignment_metric, min_alignment,
+                                                                            alignment_weight)
+
+    def parts(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """The objective's terms by name (``mcd``, ``gate``, ``duration``, ``alignment``), for reports."""
+        parts = {"mcd": metric_value(metrics, self.mcd_metric)}
+        if self.gate_weight:
+            parts["gate"] = self.gate_weight * (1.0 - metric_value(metrics, self.gate_metric))
+        if self.duration_weight:
+            off = abs(metric_value(metrics, self.duration_metric) - 1.0)
+            parts["duration"] = self.duration_weight * max(0.0, off - self.duration_tolerance)
+        if self.alignment_weight:
+            shortfall = self.min_alignment - metric_value(metrics, self.alignment_metric)
+            parts["alignment"] = self.alignment_weight * max(0.0, shortfall) / self.min_alignment
+        return parts
+
+    def __call__(self, metrics: Mapping[str, float], objects: Mapping[str, Any]) -> float:
+        return sum(self.parts(metrics).values())
+
+
 class InferenceRealTimeFactor:
     """Seconds of free-running synthesis per second of audio, on the first ``utterances`` validation texts (lower
     is faster). Measured on the trained model where it trained (CPU or GPU)."""
@@ -119,7 +173,7 @@ def objective_value(cfg: DictConfig, metrics: Mapping[str, float], objects: Mapp
         raise optuna.TrialPruned(reason.message if reason else "pruned")
     objective = cfg.get("objective")
     if objective is None:
-        return metric_value(metrics, cfg.optimized_metric)
+        return metric_value(metrics, cfg.optimized_metric, key="optimized_metric")
     if isinstance(objective, ListConfig):
         return tuple(_evaluate(node, metrics, objects) for node in objective)
     return _evaluate(objective, metrics, objects)

@@ -11,7 +11,12 @@ import torch
 from omegaconf import OmegaConf
 
 from tacotron2_lightning.app.config_validation import ConfigError
-from tacotron2_lightning.app.objective import CompositeObjective, InferenceRealTimeFactor, objective_value
+from tacotron2_lightning.app.objective import (
+    CompositeObjective,
+    InferenceRealTimeFactor,
+    SynthesisObjective,
+    objective_value,
+)
 from tests.helpers.toy_module import ToyRegression, toy_loader, toy_trainer
 from tuner_callbacks import MetricHistory
 from tuner_callbacks.pruning import TrialPruning
@@ -96,3 +101,42 @@ def test_inference_real_time_factor_times_free_running_synthesis(make_cfg):
 def test_bad_objective_settings_are_named(kwargs, named):
     with pytest.raises(ConfigError, match=named):
         CompositeObjective(**kwargs)
+
+
+SPOKEN = {"val/mcd_dtw": 7.5, "val/gate_stop_rate": 1.0, "val/duration_ratio": 1.1, "val/inference_diagonality": 0.9}
+
+
+@pytest.mark.parametrize("changed, expected_parts", [
+    ({}, {"mcd": 7.5, "gate": 0.0, "duration": 0.0, "alignment": 0.0}),  # speaks well: MCD alone
+    ({"val/gate_stop_rate": 0.25}, {"gate": 7.5}),  # 10 dB x 3/4 of the utterances never stopping
+    ({"val/duration_ratio": 1.5}, {"duration": 3.0}),  # 50% too long, 30% beyond the tolerance, x 10
+    ({"val/duration_ratio": 0.5}, {"duration": 3.0}),  # too short counts the same
+    ({"val/inference_diagonality": 0.4}, {"alignment": 2.5}),  # half of the 0.8 floor missing, x 5
+])
+def test_the_synthesis_objective_is_mcd_plus_what_mcd_forgives(changed, expected_parts):
+    objective = SynthesisObjective()
+    parts = objective.parts({**SPOKEN, **changed})
+    assert parts == pytest.approx({"mcd": 7.5, "gate": 0.0, "duration": 0.0, "alignment": 0.0, **expected_parts})
+    assert objective({**SPOKEN, **changed}, {}) == pytest.approx(sum(parts.values()))
+
+
+def test_the_synthesis_objective_names_a_metric_that_was_not_logged():
+    with pytest.raises(ConfigError, match="'val/mcd_dtw' was not logged"):
+        SynthesisObjective()({"val/loss": 1.0}, {})
+
+
+@pytest.mark.parametrize("kwargs, named", [({"gate_weight": -1}, "gate_weight"),
+                                           ({"duration_tolerance": "wide"}, "duration_tolerance"),
+                                           ({"min_alignment": 1.5}, "min_alignment")])
+def test_bad_synthesis_objective_settings_are_named(kwargs, named):
+    with pytest.raises(ConfigError, match=named):
+        SynthesisObjective(**kwargs)
+
+
+def test_search_config_judges_trials_and_prunes_on_the_same_synthesis_objective(make_cfg):
+    cfg = make_cfg(["hparams=search"])
+    assert cfg.objective._target_.endswith("SynthesisObjective")
+    assert cfg.callbacks.trial_pruning.objective == cfg.objective
+    teacher_forced = make_cfg(["hparams=search", "objective=teacher_forced"])
+    assert teacher_forced.callbacks.trial_pruning.objective._target_.endswith("CompositeObjective")
+
