@@ -30,6 +30,8 @@ ATTR_MAX_STEPS = "max_steps"
 ATTR_ERROR = "error"  # why a trial failed
 ATTR_INTERRUPTED = "interrupted"  # a trial a killed sweep left RUNNING, failed on resume; not counted in n_trials
 ATTR_REQUEUED_FROM = "requeued_from"  # the trial whose parameters a requeued trial runs again
+ATTR_DEFAULTS = "defaults"  # True on the trial that runs the run's own configured values: the baseline of a sweep
+ATTR_WARM_STARTED_FROM = "warm_started_from"  # {study, trial}: a trial copied from an earlier study, not run here
 
 # --- tags on MLflow runs and on registered model versions
 TAG_STUDY = "optuna.study"

@@ -97,6 +97,14 @@ def test_sweep_summary_alert_from_plain_values():
                            "best val/loss: 0.4123 (trial 9)", "  lr = 0.001", "  batch_size = 32")
 
 
+def test_sweep_summary_alert_says_why_a_sweep_stopped_early():
+    alert = sweep_summary_alert("tts", {"COMPLETE": 3}, 0.4, metric="val/loss", best_trial=2, duration_s=60,
+                                stopped_early="target: trial 2 reached 0.4 (<= 0.45)")
+    assert alert.title == "Sweep tts stopped early"
+    assert alert.lines == ("trials: 3 (3 complete)", "duration: 1m 00s",
+                           "stopped early: target: trial 2 reached 0.4 (<= 0.45)", "best val/loss: 0.4 (trial 2)")
+
+
 def test_end_alert_speaks_of_the_trial_under_a_sweep():
     plain = templates.end_alert(65, 600, "val/loss", 0.5, "/ckpt/best.ckpt", "abc123")
     assert plain.title == "Training finished"

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tests.helpers.mlflow_stores import fresh_mlflow_store
 from tuner_callbacks.report import REPORT_TAG, build_report, log_report, main
-from tuner_callbacks.report.data import pruning_savings, trial_rows
+from tuner_callbacks.report.data import gain_over_defaults, pruning_savings, trial_rows
 from tuner_callbacks.report.media import find_media
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -250,6 +250,28 @@ def test_multi_objective_study_has_a_pareto_front(tmp_path):
     assert len(found["history"]["images"]) == 2  # one per objective
     assert "val/alignment_score" in found["summary"]["text"] and "Pareto-optimal" in found["summary"]["text"]
     assert "no validation media" in found["media"]["text"]
+
+
+def test_summary_states_the_gain_over_the_configured_values_and_the_table_marks_where_trials_came_from(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="tuned", storage=storage)
+    study.add_trial(frozen(0, TrialState.COMPLETE, [0.5], user_attrs={"defaults": True}))
+    study.add_trial(frozen(1, TrialState.COMPLETE, [0.3]))
+    study.add_trial(frozen(2, TrialState.COMPLETE, [0.4], user_attrs={"warm_started_from": {"study": "old",
+                                                                                            "trial": 7}}))
+    found = Sections(build_report(storage, "tuned", tmp_path / "r.html", log_to_mlflow=False).read_text()).found
+    assert ("Gain over the configured values: best 0.3 (trial 1) vs 0.5 for the configured values (trial 0): "
+            "-0.2 (-40.0%)") in found["summary"]["text"]
+    notes = [cells[-1] for _, cells in found["trials"]["rows"]]
+    assert notes == ["the configured values (defaults)", "", "copied from study old trial 7"]
+
+
+def test_no_gain_is_stated_without_a_completed_defaults_trial(sweep):
+    assert "Gain over" not in sweep["html"].found["summary"]["text"]  # no trial ran the configured values
+    study = optuna.create_study()
+    study.add_trial(frozen(0, TrialState.PRUNED, user_attrs={"defaults": True}, steps=[100]))
+    study.add_trial(frozen(1, TrialState.COMPLETE, [0.3]))
+    assert gain_over_defaults(study) is None
 
 
 def test_study_with_one_complete_trial_still_builds(tmp_path):

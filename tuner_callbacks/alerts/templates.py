@@ -112,15 +112,20 @@ def exception_alert(error: BaseException, step: int | None = None, trial_number:
 
 def sweep_summary_alert(study_name: str, n_trials_by_state: Mapping[str, int], best_value: float | None = None,
                         best_params: Mapping[str, Any] | None = None, metric: str | None = None,
-                        best_trial: int | None = None, duration_s: float | None = None) -> Alert:
-    """The end of a sweep. Example: ``sweep_summary_alert("tts", {"COMPLETE": 12, "PRUNED": 7, "FAIL": 1},
-    0.412, {"lr": 1e-3}, metric="val/loss", best_trial=9)``."""
+                        best_trial: int | None = None, duration_s: float | None = None,
+                        stopped_early: str | None = None) -> Alert:
+    """The end of a sweep; ``stopped_early`` is why it ended before n_trials (a stop_when rule). Example:
+    ``sweep_summary_alert("tts", {"COMPLETE": 12, "PRUNED": 7, "FAIL": 1}, 0.412, {"lr": 1e-3}, metric="val/loss",
+    best_trial=9, stopped_early="target: trial 9 reached 0.412 (<= 0.45)")``."""
     counts = ", ".join(f"{count} {state.lower()}" for state, count in n_trials_by_state.items() if count)
     lines = [f"trials: {sum(n_trials_by_state.values())} ({counts or 'none'})"]
     if duration_s is not None:
         lines.append(f"duration: {format_duration(duration_s)}")
+    if stopped_early:
+        lines.append(f"stopped early: {stopped_early}")
     if best_value is not None:
         trial = f" (trial {best_trial})" if best_trial is not None else ""
         lines.append(f"best {metric or 'value'}: {format_value(best_value)}{trial}")
     lines += [f"  {name} = {format_value(value)}" for name, value in (best_params or {}).items()]
-    return Alert("info", f"Sweep {study_name} finished", lines, emoji="📋", kind="sweep_summary")
+    verb = "stopped early" if stopped_early else "finished"
+    return Alert("info", f"Sweep {study_name} {verb}", lines, emoji="📋", kind="sweep_summary")

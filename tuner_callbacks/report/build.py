@@ -33,6 +33,7 @@ from tuner_callbacks.report.data import (
     PruningSavings,
     best_trials,
     format_duration,
+    gain_over_defaults,
     objective_names,
     pruning_savings,
     trial_rows,
@@ -102,6 +103,9 @@ def _summary(study: optuna.Study, storage: str, best: list[FrozenTrial]) -> str:
         rows = [[t.number, *_values(tuple(t.values), len(names)), _params(t.params), t.user_attrs.get(RUN_ID, "-")]
                 for t in best]
         lines.append(f"<h3>{label}</h3>" + table(["trial", *names, "parameters", "MLflow run"], rows))
+        gain = gain_over_defaults(study)
+        if gain is not None:
+            lines.append(paragraph(f"Gain over the configured values: {gain.describe()}."))
     else:
         lines.append(note("No trial has completed yet."))
     return "".join(lines)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 RUN_ID, OUTPUT_DIR, GLOBAL_STEP, MAX_STEPS, ERROR = (contract.ATTR_MLFLOW_RUN_ID, contract.ATTR_OUTPUT_DIR,
                                                      contract.ATTR_GLOBAL_STEP, contract.ATTR_MAX_STEPS,
                                                      contract.ATTR_ERROR)
+DEFAULTS = contract.ATTR_DEFAULTS
 
 
 def _as_int(value: Any) -> int | None:
@@ -59,6 +60,11 @@ def trial_rows(trials: Sequence[FrozenTrial]) -> list[TrialRow]:
             note = str(trial.user_attrs.get(ERROR) or trial.system_attrs.get("fail_reason") or "failed")
         elif trial.state.name == "PRUNED":
             note = f"pruned at step {steps}" if steps is not None else "pruned"
+        copied = trial.user_attrs.get(contract.ATTR_WARM_STARTED_FROM)
+        if isinstance(copied, dict):
+            note = f"copied from study {copied.get('study')} trial {copied.get('trial')}"
+        if trial.user_attrs.get(DEFAULTS) is True:
+            note = "; ".join(filter(None, ["the configured values (defaults)", note]))
         duration = trial.duration.total_seconds() if trial.duration is not None else None
         rows.append(TrialRow(trial.number, trial.state.name, tuple(trial.values) if trial.values else None,
                              dict(trial.params), duration, steps, _as_int(trial.user_attrs.get(MAX_STEPS)), note,
@@ -110,6 +116,47 @@ def best_trials(study: optuna.Study) -> list[FrozenTrial]:
     if len(study.directions) == 1:
         return [study.best_trial]
     return sorted(study.best_trials, key=lambda t: t.number)
+
+
+def defaults_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
+    """The finished trial that ran the run's own configured values (user attribute ``defaults``; the newest, should
+    the configuration have changed between runs of the sweep), or None."""
+    marked = [t for t in trials if t.user_attrs.get(DEFAULTS) is True and t.state.is_finished()]
+    return max(marked, key=lambda t: t.number, default=None)
+
+
+@dataclass(frozen=True)
+class GainOverDefaults:
+    """How much better the search did than the configured values: ``best - defaults`` (negative is better when
+    minimizing), and that relative to ``|defaults|`` (None when the defaults' value is 0)."""
+
+    defaults_trial: int
+    defaults_value: float
+    best_trial: int
+    best_value: float
+    absolute: float
+    relative: float | None
+
+    def describe(self) -> str:
+        """``"best 0.41 (trial 7) vs 0.52 for the configured values (trial 0): -0.11 (-21.2%)"``."""
+        relative = f" ({self.relative:+.1%})" if self.relative is not None else ""
+        return (f"best {self.best_value:.4g} (trial {self.best_trial}) vs {self.defaults_value:.4g} for the "
+                f"configured values (trial {self.defaults_trial}): {self.absolute:+.4g}{relative}")
+
+
+def gain_over_defaults(study: optuna.Study) -> GainOverDefaults | None:
+    """The gain of the study's best trial over its defaults trial; None for multi-objective studies, or when either
+    has no value (the defaults trial was pruned or failed, nothing completed)."""
+    if len(study.directions) != 1:
+        return None
+    trials = study.get_trials(deepcopy=False)
+    defaults = defaults_trial(trials)
+    if defaults is None or defaults.state.name != "COMPLETE" or not best_trials(study):
+        return None
+    best = study.best_trial
+    absolute = best.value - defaults.value
+    relative = absolute / abs(defaults.value) if defaults.value else None
+    return GainOverDefaults(defaults.number, defaults.value, best.number, best.value, absolute, relative)
 
 
 def objective_names(study: optuna.Study) -> list[str]:
