@@ -19,13 +19,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from hydra.utils import get_method
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from hydra_plugins.smart_optuna_sweeper import _seeding
+from hydra_plugins.smart_optuna_sweeper._errors import SweepError
 from hydra_plugins.smart_optuna_sweeper._liveness import Heartbeat, recover_stale_trials
+from hydra_plugins.smart_optuna_sweeper._pruners import build_pruner, pruner_record, storable
 from hydra_plugins.smart_optuna_sweeper._results import promote_best_trial_model, write_results
 from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace, SearchSpaceError, encode_value
+from hydra_plugins.smart_optuna_sweeper._stopping import StopRules
 from tuner_callbacks import contract
 from tuner_callbacks.optuna_storage import JOURNAL_PREFIX, open_storage, record_pruner
 
@@ -35,9 +39,7 @@ _DIRECTIONS = ("minimize", "maximize")
 _STALE_MODES = ("fail", "requeue")
 _LAUNCH_MODES = ("auto", "batch", "continuous")
 
-
-class SweepError(RuntimeError):
-    """The sweep stopped: too many failed trials, or a config the sweeper cannot use (names it)."""
+__all__ = ["SmartOptunaSweeperImpl", "SweepError"]
 
 
 class SmartOptunaSweeperImpl(Sweeper):
@@ -46,7 +48,9 @@ class SmartOptunaSweeperImpl(Sweeper):
                  custom_search_space: str | None, stale_trials: str, heartbeat_interval_s: float,
                  stale_after_s: float, report: bool, alerts: DictConfig | None, launch_mode: str = "auto",
                  tracking_uri: str | None = None, registry_model: str | None = None,
-                 registry_alias: str = "champion", metric_names: list[str] | None = None) -> None:
+                 registry_alias: str = "champion", metric_names: list[str] | None = None,
+                 enqueue_defaults: bool = True, enqueue_trials: list[Any] | None = None,
+                 warm_start_from: DictConfig | None = None, stop_when: DictConfig | None = None) -> None:
         self.directions = [direction] if isinstance(direction, str) else list(direction)
         bad = [d for d in self.directions if d not in _DIRECTIONS]
         if not self.directions or bad:
@@ -61,8 +65,20 @@ class SmartOptunaSweeperImpl(Sweeper):
             raise SweepError(f"hydra.sweeper.launch_mode must be one of {_LAUNCH_MODES}, got {launch_mode!r}")
         if stale_trials not in _STALE_MODES:
             raise SweepError(f"hydra.sweeper.stale_trials must be one of {_STALE_MODES}, got {stale_trials!r}")
-        # Hydra instantiates both (the grid sampler partially: its grid comes from the search space).
-        self.sampler_cfg, self.pruner = sampler, pruner
+        # Built here, not by Hydra (_recursive_: false): the grid sampler partially (its grid comes from the search
+        # space), the pruner with its warm-up mapped, and recorded for the jobs as built.
+        self.sampler_cfg = _instantiated(sampler)
+        self.pruner_record = None if isinstance(pruner, optuna.pruners.BasePruner) else pruner_record(pruner)
+        self.pruner = pruner if self.pruner_record is None else build_pruner(self.pruner_record)
+        if not isinstance(enqueue_defaults, bool):
+            raise SweepError(f"hydra.sweeper.enqueue_defaults must be true or false, got {enqueue_defaults!r}")
+        self.enqueue_defaults = enqueue_defaults
+        self.enqueue_trials = _plain(enqueue_trials)
+        if self.enqueue_trials is not None and not isinstance(self.enqueue_trials, list):
+            raise SweepError(f"hydra.sweeper.enqueue_trials must be a list of {{param: value}} dicts, got "
+                             f"{enqueue_trials!r}")
+        self.warm_start_from = _seeding.check_warm_start(_plain(warm_start_from))
+        self.stop_rules = StopRules.from_config(_plain(stop_when), self.directions)
         self.storage_url, self.study_name = storage, study_name
         self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
         self.params = params or {}
@@ -73,6 +89,7 @@ class SmartOptunaSweeperImpl(Sweeper):
         self.tracking_uri, self.registry_model, self.registry_alias = tracking_uri, registry_model, registry_alias
         self.metric_names = metric_names
         self.job_idx = 0
+        self._started, self._stop_reason = time.monotonic(), None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -117,9 +134,8 @@ class SmartOptunaSweeperImpl(Sweeper):
         if [d.name.lower() for d in study.directions] != self.directions:
             raise SweepError(f"study {study_name!r} in {storage_url} exists with directions "
                              f"{[d.name.lower() for d in study.directions]}, not {self.directions}")
-        pruner_config = OmegaConf.select(self.config, "hydra.sweeper.pruner")
-        if pruner_config is not None:
-            record_pruner(study, OmegaConf.to_container(pruner_config, resolve=True))
+        if self.pruner_record is not None:  # jobs rebuild the pruner from it (TrialPruning)
+            record_pruner(study, storable(self.pruner_record))
         names = list(self.metric_names or [])
         if names and len(names) != len(self.directions):
             raise SweepError(f"hydra.sweeper.metric_names has {len(names)} names for {len(self.directions)} "
@@ -147,25 +163,46 @@ class SmartOptunaSweeperImpl(Sweeper):
             space = SearchSpace.from_overrides([*params, *arguments])
         except SearchSpaceError as error:
             raise SweepError(f"hydra.sweeper.params: {error}") from error
+        # Everything that can be refused is checked before the study is opened or written to.
+        enqueued = _seeding.checked_trials(self.enqueue_trials, space.distributions)
         storage_url = self._storage_url()
+        source = None
+        if self.warm_start_from is not None:
+            source = _seeding.load_source(*self.warm_start_from, self.directions,
+                                          self.study_name or self.sweep_dir.name, storage_url)
         study = self._create_study(space, storage_url)
         recover_stale_trials(study, self.stale_after_s, requeue=self.stale_trials == "requeue")
+        self._seed(study, space, enqueued, source)
         done = _counted(study)
         log.info("Study %r in %s: %d of %d trials done; sampler %s, pruner %s, directions %s", study.study_name,
                  storage_url, done, self.n_trials, type(study.sampler).__name__, type(study.pruner).__name__,
                  self.directions)
-        started = time.monotonic()
-        self._failures, self._launched, self._returns = 0, 0, []
+        self._started = time.monotonic()
+        self._failures, self._launched, self._returns, self._stop_reason = 0, 0, [], None
         if self._continuous():
             self._run_continuous(study, space, storage_url)
         else:
             self._run_batches(study, space, storage_url)
-        self._finish(study, storage_url, time.monotonic() - started)
+        self._finish(study, storage_url, time.monotonic() - self._started)
         if self._too_many_failures():
             raise SweepError(f"{self._failures} of {self._launched} trials failed, more than max_failure_rate="
                              f"{self.max_failure_rate} of n_trials={self.n_trials}; the errors are in each "
                              f"trial's user attribute 'error' (study {study.study_name!r} in {storage_url})")
         return self._returns
+
+    def _seed(self, study: optuna.Study, space: SearchSpace, enqueued: list[dict[str, Any]],
+              source: optuna.Study | None) -> None:
+        """The run's defaults, then ``enqueue_trials``, as the next trials to run (while n_trials leaves room for
+        them), then the trials of ``warm_start_from``."""
+        if _counted(study) < self.n_trials:
+            if self.enqueue_defaults and space.distributions:
+                defaults = _seeding.configured_values(self.config, space.distributions)
+                if defaults:
+                    _seeding.enqueue(study, defaults, {contract.ATTR_DEFAULTS: True}, "The run's configured values")
+            for index, params in enumerate(enqueued):
+                _seeding.enqueue(study, params, {}, f"hydra.sweeper.enqueue_trials[{index}]")
+        if source is not None:
+            _seeding.warm_start(study, source, space.distributions, extra_params=self.custom_search_space is not None)
 
     def _continuous(self) -> bool:
         """Whether each parallel slot may start its next trial on its own, as soon as its trial ends.
@@ -191,11 +228,18 @@ class SmartOptunaSweeperImpl(Sweeper):
         self._failures += state == TrialState.FAIL
         self._launched += 1
         self._returns.append(outcome)
+        if self.stop_rules and self._stop_reason is None:
+            self._stop_reason = self.stop_rules.reason(study, time.monotonic() - self._started)
+            if self._stop_reason:
+                log.info("stop_when: %s; no new trial starts (running ones finish)", self._stop_reason)
+
+    def _stopping(self) -> bool:
+        return self._too_many_failures() or self._stop_reason is not None
 
     def _run_batches(self, study: optuna.Study, space: SearchSpace, storage_url: str) -> None:
         """n_jobs trials at a time; the next batch starts when the whole batch has ended."""
         done = _counted(study)
-        while done < self.n_trials and not self._too_many_failures():
+        while done < self.n_trials and not self._stopping():
             trials = [study.ask() for _ in range(min(self.n_jobs, self.n_trials - done))]
             overrides = [self._trial_overrides(trial, space, storage_url) for trial in trials]
             for trial, outcome in zip(trials, self._launch(study, trials, overrides), strict=True):
@@ -211,7 +255,7 @@ class SmartOptunaSweeperImpl(Sweeper):
             nonlocal in_flight
             while True:
                 with lock:
-                    if self._too_many_failures() or _counted(study) + in_flight >= self.n_trials:
+                    if self._stopping() or _counted(study) + in_flight >= self.n_trials:
                         return
                     trial = study.ask()
                     overrides = self._trial_overrides(trial, space, storage_url)
@@ -258,9 +302,13 @@ class SmartOptunaSweeperImpl(Sweeper):
         return TrialState.COMPLETE, values, None
 
     def _finish(self, study: optuna.Study, storage_url: str, seconds: float) -> None:
-        path = write_results(study, self.sweep_dir, storage_url)
+        path = write_results(study, self.sweep_dir, storage_url, stopped_early=self._stop_reason)
         counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
-        log.info("Sweep of %s done in %.0f s: %s; results in %s", study.study_name, seconds, dict(counts), path)
+        log.info("Sweep of %s done in %.0f s: %s%s; results in %s", study.study_name, seconds, dict(counts),
+                 f"; stopped early ({self._stop_reason})" if self._stop_reason else "", path)
+        if counts.get("WAITING"):
+            log.info("%d enqueued trials were not run (n_trials reached or the sweep stopped): a later run with a "
+                     "larger n_trials runs them", counts["WAITING"])
         HydraConfig.instance().set_config(self.config)  # the jobs left theirs behind
         tracking_uri = self.tracking_uri or contract.recorded_tracking_uri(study.get_trials(deepcopy=False))
         if self.registry_model:
@@ -281,13 +329,30 @@ class SmartOptunaSweeperImpl(Sweeper):
                 log.warning("Could not write the sweep report: %s (rebuild it with python -m "
                             "tuner_callbacks.report --storage %s --study %s)", error, storage_url, study.study_name)
         if self.alerts is not None:
-            _send_summary_alert(self.alerts, study, counts, seconds)
+            _send_summary_alert(self.alerts, study, counts, seconds, self._stop_reason)
 
 
 def _counted(study: optuna.Study) -> int:
-    """Trials that count towards n_trials: every finished one except those a killed sweep left behind."""
+    """Trials that count towards n_trials: every finished one except those a killed sweep left behind and those
+    copied from another study (warm_start_from), which were not run here."""
     return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state.is_finished() and not t.user_attrs.get(contract.ATTR_INTERRUPTED))
+               if t.state.is_finished() and not t.user_attrs.get(contract.ATTR_INTERRUPTED)
+               and not t.user_attrs.get(contract.ATTR_WARM_STARTED_FROM))
+
+
+def _plain(value: Any) -> Any:
+    """A DictConfig/ListConfig option as plain dicts and lists (Hydra passes them unconverted)."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def _instantiated(sampler: Any) -> Any:
+    """The sampler of a ``_target_`` config (a partial for the grid sampler), or the sampler given."""
+    if OmegaConf.is_config(sampler) or isinstance(sampler, dict):
+        try:
+            return instantiate(sampler)
+        except Exception as error:
+            raise SweepError(f"hydra.sweeper.sampler: cannot build {sampler.get('_target_')!r}: {error}") from error
+    return sampler
 
 
 def _grid_values(name: str, distribution: optuna.distributions.BaseDistribution) -> list[Any]:
@@ -303,7 +368,8 @@ def _grid_values(name: str, distribution: optuna.distributions.BaseDistribution)
     raise SweepError(f"GridSampler needs discrete parameters (choice or range); {name} is {distribution}")
 
 
-def _send_summary_alert(settings: DictConfig, study: optuna.Study, counts: Counter, seconds: float) -> None:
+def _send_summary_alert(settings: DictConfig, study: optuna.Study, counts: Counter, seconds: float,
+                        stopped_early: str | None = None) -> None:
     """The sweep summary through tuner_callbacks.alerts (Telegram with TELEGRAM_BOT_TOKEN set, else the log)."""
     try:
         from tuner_callbacks.alerts import build_dispatcher, sweep_summary_alert
@@ -315,7 +381,7 @@ def _send_summary_alert(settings: DictConfig, study: optuna.Study, counts: Count
         dispatcher.send(sweep_summary_alert(
             study.study_name, dict(counts), best_value=best.value if best else None,
             best_params=best.params if best else None, metric=(study.metric_names or [None])[0],
-            best_trial=best.number if best else None, duration_s=seconds))
+            best_trial=best.number if best else None, duration_s=seconds, stopped_early=stopped_early))
         dispatcher.close(timeout_s=10.0)
     except Exception as error:  # an alert channel never fails a sweep
         log.warning("Could not send the sweep summary alert: %s", error)

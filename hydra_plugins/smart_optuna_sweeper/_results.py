@@ -1,5 +1,6 @@
 """``optimization_results.yaml``: hydra-optuna-sweeper's file (best params and value, or the Pareto front),
-plus each best trial's number, checkpoint and MLflow run."""
+plus each best trial's number, checkpoint and MLflow run, the gain over the defaults trial, and why the sweep
+stopped early."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from tuner_callbacks import contract
+from tuner_callbacks.report.data import defaults_trial, gain_over_defaults
 
 
 def _trial_record(trial: Any) -> dict[str, Any]:
@@ -18,7 +20,11 @@ def _trial_record(trial: Any) -> dict[str, Any]:
             "mlflow_run_id": trial.user_attrs.get(contract.ATTR_MLFLOW_RUN_ID)}
 
 
-def write_results(study: Any, sweep_dir: Path, storage_url: str) -> Path:
+def write_results(study: Any, sweep_dir: Path, storage_url: str, stopped_early: str | None = None) -> Path:
+    """Writes ``<sweep_dir>/optimization_results.yaml`` and returns its path. Besides hydra-optuna-sweeper's fields:
+    ``defaults_trial: {number, state, value}`` (the trial of the run's configured values),
+    ``gain_over_defaults: {absolute, relative}`` (best minus that value, and relative to it; single objective, when
+    both have a value) and ``stopped_early: <reason>`` (a stop_when rule fired)."""
     results: dict[str, Any] = {"name": "smart_optuna", "study_name": study.study_name, "storage": storage_url}
     try:
         if len(study.directions) > 1:
@@ -28,6 +34,17 @@ def write_results(study: Any, sweep_dir: Path, storage_url: str) -> Path:
             results.update(best_params=dict(best.params), best_value=best.value, best_trial=_trial_record(best))
     except ValueError:  # no trial completed
         results["best_params"], results["best_value"] = None, None
+    defaults = defaults_trial(study.get_trials(deepcopy=False))
+    if defaults is not None:
+        values = list(defaults.values) if defaults.values else None
+        results["defaults_trial"] = {"number": defaults.number, "state": defaults.state.name,
+                                     **({"value": values[0] if values else None} if len(study.directions) == 1
+                                        else {"values": values})}
+    gain = gain_over_defaults(study)
+    if gain is not None:
+        results["gain_over_defaults"] = {"absolute": gain.absolute, "relative": gain.relative}
+    if stopped_early:
+        results["stopped_early"] = stopped_early
     sweep_dir.mkdir(parents=True, exist_ok=True)
     path = sweep_dir / "optimization_results.yaml"
     OmegaConf.save(OmegaConf.create(results), path)

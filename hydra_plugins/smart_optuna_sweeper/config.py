@@ -4,6 +4,11 @@ Search spaces are written as in hydra-optuna-sweeper (``params:`` with ``choice`
 ``tag(log, ...)``), so their configs port by changing ``override /hydra/sweeper: optuna`` to
 ``smart_optuna``. Samplers and pruners are config groups (``hydra/sweeper/sampler=random``) or any
 ``_target_``.
+
+Every pruner takes ``n_warmup_steps``: no trial is pruned before that global step. Median, percentile (and any
+pruner whose class has the argument) get it as Optuna's own; hyperband raises its ``min_resource`` to it (Optuna's
+samplers treat a HyperbandPruner specially, so it is not wrapped); nop ignores it; the others are wrapped in
+``_pruners.WarmupPruner``, which asks them only from that step on.
 """
 
 from dataclasses import dataclass, field
@@ -88,6 +93,7 @@ class SuccessiveHalvingPrunerConf:
     min_resource: Any = "auto"
     reduction_factor: int = 4
     min_early_stopping_rate: int = 0
+    n_warmup_steps: int = 0  # applied by the sweeper (WarmupPruner): no decision before this global step
 
 
 @dataclass
@@ -96,16 +102,46 @@ class HyperbandPrunerConf:
     min_resource: int = 1
     max_resource: Any = "auto"
     reduction_factor: int = 3
+    n_warmup_steps: int = 0  # the sweeper raises min_resource to it: the first rung is no earlier
+
+
+@dataclass
+class WilcoxonPrunerConf:
+    # Prunes a trial whose values are, by a Wilcoxon signed-rank test, worse than the best trial's at the same steps
+    # (TrialPruning reports by global step, so every trial reports at the same steps when val_check_interval is
+    # the same).
+    _target_: str = "optuna.pruners.WilcoxonPruner"
+    p_threshold: float = 0.1  # the larger, the more aggressive
+    n_startup_steps: int = 2  # reported values (not global steps) a trial shares with the best before any test
+    n_warmup_steps: int = 0  # applied by the sweeper (WarmupPruner): no decision before this global step
+
+
+@dataclass
+class PatientPrunerConf:
+    # Prunes only when its wrapped pruner says so and the trial has not improved (by more than min_delta) over its
+    # last `patience` reports. The wrapped pruner is a config group of its own:
+    # hydra/sweeper/pruner/wrapped_pruner=median|percentile|successive_halving|hyperband|wilcoxon (median by
+    # default; `~hydra/sweeper/pruner/wrapped_pruner` for none: then patience alone decides).
+    _target_: str = "optuna.pruners.PatientPruner"
+    defaults: list[Any] = field(default_factory=lambda: ["_self_", {"wrapped_pruner": "median"}])
+    wrapped_pruner: Any = None
+    patience: int = 3  # reports without improvement tolerated
+    min_delta: float = 0.0  # smaller improvements do not count
+    n_warmup_steps: int = 0  # applied by the sweeper (WarmupPruner around the patient pruner)
 
 
 @dataclass
 class NopPrunerConf:
     _target_: str = "optuna.pruners.NopPruner"
+    n_warmup_steps: int = 0  # ignored: nothing is pruned anyway (kept so configs that set a warm-up still compose)
 
 
 @dataclass
 class SmartOptunaSweeperConf:
     _target_: str = "hydra_plugins.smart_optuna_sweeper.smart_optuna_sweeper.SmartOptunaSweeper"
+    # The sweeper builds its sampler and pruner itself: it maps the pruner's n_warmup_steps and records the pruner
+    # in the study for the jobs (hydra_plugins/smart_optuna_sweeper/_pruners.py).
+    _recursive_: bool = False
     defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
 
     sampler: Any = MISSING
@@ -142,13 +178,38 @@ class SmartOptunaSweeperConf:
     # and TELEGRAM_CHAT_ID are set, else the log); the keys are build_dispatcher's
     alerts: Optional[dict[str, Any]] = None
 
+    # --- where the search starts, and when it stops (each is checked, and fails naming the key, before any trial)
+    # Enqueue the run's own values of the searched parameters (what `python train.py` would train) as the first trial,
+    # marked with the user attribute `defaults`; optimization_results.yaml and the report show the gain over it. A
+    # parameter the config has no value for, or whose value lies outside its distribution, is left to the sampler
+    # (with a warning naming it). Skipped when a trial of the study already carries those values (a resumed sweep).
+    enqueue_defaults: bool = True
+    # Known-good configurations to run next, each a {param: value} dict (e.g. [{model.learning_rate: 1e-3}]); the
+    # parameters left out are sampled. An unknown parameter or a value outside its distribution is an error. Skipped
+    # when a trial already carries them.
+    enqueue_trials: Optional[list[Any]] = None
+    # {storage: URL, study_name: NAME}: copy that study's COMPLETE trials whose params fit this search space into this
+    # study once (marked with the user attribute `warm_started_from`), values and intermediate values kept, so the
+    # sampler starts from what is known. Copied trials were not run here: they do not count towards n_trials.
+    warm_start_from: Any = None
+    # Stop launching trials (running ones finish) when any rule fires; checked after each finished trial:
+    #   no_improvement: {trials: K, min_delta: X}  the last K finished trials did not beat the best before them by
+    #                                              more than X (single objective)
+    #   target: V                                  a trial reached V or better, in the study's direction
+    #   max_seconds: S                             S seconds since this sweep started
+    # The reason is logged, written to optimization_results.yaml (stopped_early) and sent in the summary alert.
+    stop_when: Any = None
+
 
 _STORE = ConfigStore.instance()
 _STORE.store(group="hydra/sweeper", name="smart_optuna", node=SmartOptunaSweeperConf, provider="smart_tuner")
 for _name, _node in {"tpe": TPESamplerConf, "random": RandomSamplerConf, "cmaes": CmaEsSamplerConf,
                      "gp": GPSamplerConf, "nsgaii": NSGAIISamplerConf, "grid": GridSamplerConf}.items():
     _STORE.store(group="hydra/sweeper/sampler", name=_name, node=_node, provider="smart_tuner")
-for _name, _node in {"median": MedianPrunerConf, "percentile": PercentilePrunerConf,
-                     "successive_halving": SuccessiveHalvingPrunerConf, "hyperband": HyperbandPrunerConf,
-                     "nop": NopPrunerConf}.items():
+_WRAPPABLE = {"median": MedianPrunerConf, "percentile": PercentilePrunerConf,
+              "successive_halving": SuccessiveHalvingPrunerConf, "hyperband": HyperbandPrunerConf,
+              "wilcoxon": WilcoxonPrunerConf}
+for _name, _node in {**_WRAPPABLE, "patient": PatientPrunerConf, "nop": NopPrunerConf}.items():
     _STORE.store(group="hydra/sweeper/pruner", name=_name, node=_node, provider="smart_tuner")
+for _name, _node in _WRAPPABLE.items():  # what hydra/sweeper/pruner=patient wraps
+    _STORE.store(group="hydra/sweeper/pruner/wrapped_pruner", name=_name, node=_node, provider="smart_tuner")

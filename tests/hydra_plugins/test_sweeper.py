@@ -22,8 +22,10 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from hydra_plugins.smart_optuna_sweeper._liveness import HOST, PID, is_stale
+from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace
 from tests.helpers.bot_api_server import CHAT_ID, TOKEN, FakeBotApi
 from tests.helpers.train_configs import CONF, ROOT, TINY
+from tests.hydra_plugins.scripted_sweep import search_config
 from tuner_callbacks.contract import TAG_TRIAL
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -31,6 +33,10 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 # Two validations per trial: two pruning decisions.
 SWEEP = [*TINY, "trainer.max_steps=4", "trainer.val_check_interval=2", "callbacks.validation_media=null",
          "callbacks.metric_history.export_formats=[]"]
+# The values of search.yaml's parameters that `python train.py` with the tiny overrides trains: trial 0's.
+CONFIGURED = {"model.learning_rate": 1e-3, "model.weight_decay": 1e-6, "model.guided_attention_weight": 5.0,
+              "model.gate_positive_weight": 10.0, "model.model_config.p_attention_dropout": 0.1,
+              "model.model_config.p_decoder_dropout": 0.1, "data.batch_size": 4}
 
 
 def sweep(tmp_path, cache, *overrides, check=True, wait=True, env=None):
@@ -82,16 +88,22 @@ def test_a_sweep_runs_records_each_trial_and_resumes_to_the_total_n_trials(tmp_p
     assert "search" in summary.text and f"{study.best_value:.4g}"[:4] in summary.text
     assert states(study) == [TrialState.COMPLETE] * 3
     assert {t.params["data.batch_size"] for t in study.trials} <= {2, 4}
-    assert set(study.trials[0].params) == {"model.learning_rate", "model.weight_decay",
-                                           "model.guided_attention_weight", "model.gate_positive_weight",
-                                           "model.model_config.p_attention_dropout",
-                                           "model.model_config.p_decoder_dropout", "data.batch_size"}
+    # Trial 0 trains what `python train.py` (with the tiny test overrides) would: the baseline of the search.
+    assert study.trials[0].params == CONFIGURED
+    assert study.trials[0].user_attrs["defaults"] is True
     sweep_dir = tmp_path / "outputs" / "sweeps" / "search"
     results = OmegaConf.load(sweep_dir / "optimization_results.yaml")
     assert results.best_value == pytest.approx(study.best_value)
     assert results.best_params == study.best_params
     assert Path(results.best_trial.checkpoint).is_file()
-    assert "<h2>Trials" in (sweep_dir / "report.html").read_text()  # the sweep report, written at the end
+    # The gain of the search over that baseline.
+    assert results.defaults_trial == {"number": 0, "state": "COMPLETE", "value": study.trials[0].value}
+    assert results.gain_over_defaults.absolute == pytest.approx(study.best_value - study.trials[0].value)
+    assert results.gain_over_defaults.relative == pytest.approx(results.gain_over_defaults.absolute
+                                                                / abs(study.trials[0].value))
+    report = (sweep_dir / "report.html").read_text()
+    assert "<h2>Trials" in report  # the sweep report, written at the end
+    assert "Gain over the configured values: best" in report
     assert results.best_trial.checkpoint.startswith(str(sweep_dir / f"trial_{study.best_trial.number}"))
     # One join key in both directions: trial -> MLflow run, MLflow run -> study and trial.
     client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
@@ -113,8 +125,10 @@ def test_a_sweep_runs_records_each_trial_and_resumes_to_the_total_n_trials(tmp_p
     assert sorted(row["number"] for row in json.loads(listed.stdout)) == [0, 1, 2]
     # The same command again, with a larger budget: the three trials are kept, one more runs.
     sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=4", "data.batch_size=choice(2, 4)")
-    *kept, new = states(load(tmp_path))
+    study = load(tmp_path)
+    *kept, new = states(study)
     assert kept == [TrialState.COMPLETE] * 3 and new in (TrialState.COMPLETE, TrialState.PRUNED)  # 3 trials: a median
+    assert "defaults" not in study.trials[3].user_attrs  # the configured values ran once, in trial 0
 
 
 def test_a_destructive_learning_rate_is_pruned_and_a_nan_trial_fails_without_ending_the_sweep(tmp_path,
@@ -125,7 +139,7 @@ def test_a_destructive_learning_rate_is_pruned_and_a_nan_trial_fails_without_end
     # lr 100 wrecks the weights within a step (val/loss ~1e7); lr 1e30 overflows them (val/loss NaN).
     for learning_rate in (1e-3, 100.0, 1e30):
         study.enqueue_trial({"model.learning_rate": learning_rate})
-    sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=3", "logger=none",
+    sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=3", "logger=none", "hydra.sweeper.enqueue_defaults=false",
           "model.learning_rate=tag(log, interval(1e-4, 1e31))", "hydra.sweeper.pruner.n_startup_trials=1",
           "hydra.sweeper.pruner.n_warmup_steps=0")
     study = load(tmp_path)
@@ -141,10 +155,35 @@ def test_a_destructive_learning_rate_is_pruned_and_a_nan_trial_fails_without_end
     for learning_rate in (1e-3, 1e30, 2e-3):
         study.enqueue_trial({"model.learning_rate": learning_rate})
     sweep(storage_nop, shared_cache, "hydra.sweeper.n_trials=3", "logger=none", "hydra/sweeper/pruner=nop",
+          "hydra.sweeper.enqueue_defaults=false",
           "model.learning_rate=tag(log, interval(1e-4, 1e31))", "callbacks.smart_early_stopping=null")
     study = load(storage_nop)
     assert states(study) == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert "not finite" in study.trials[1].user_attrs["error"]
+
+
+def test_a_warm_started_sweep_copies_an_earlier_study_and_stops_once_a_trial_reaches_the_target(tmp_path,
+                                                                                                 shared_cache):
+    # An earlier study over the same space: its COMPLETE trials that fit are copied, not run; one outside is skipped.
+    space = SearchSpace.from_overrides([f"{k}={v}" for k, v in search_config().hydra.sweeper.params.items()]
+                                       + ["data.batch_size=choice(2, 4)"]).distributions
+    wide = {**space, "model.learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}
+    earlier = optuna.create_study(study_name="earlier", storage=f"sqlite:///{tmp_path / 'earlier.db'}")
+    for learning_rate, value in ((5e-4, 1e4), (2e-3, 2e4), (1e-2, 3e4)):  # 1e-2 lies outside (2e-4, 5e-3)
+        earlier.add_trial(optuna.trial.create_trial(params={**CONFIGURED, "model.learning_rate": learning_rate},
+                                                    distributions=wide, value=value,
+                                                    intermediate_values={2: value, 4: value}))
+    done = sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=3", "logger=none", "data.batch_size=choice(2, 4)",
+                 f"hydra.sweeper.warm_start_from={{storage: 'sqlite:///{tmp_path / 'earlier.db'}', "
+                 "study_name: earlier}", "hydra.sweeper.stop_when={target: 1000}", "hydra.sweeper.report=false")
+    study = load(tmp_path)
+    copied = [t for t in study.trials if "warm_started_from" in t.user_attrs]
+    assert sorted(t.value for t in copied) == [1e4, 2e4] and all(t.intermediate_values for t in copied)
+    (ran,) = [t for t in study.trials if t not in copied]  # stopped after its first trial, of n_trials=3
+    assert ran.number == 0 and ran.user_attrs["defaults"] is True and ran.value <= 1000
+    assert "2 COMPLETE trials copied" in done.stdout + done.stderr and "1 skipped" in done.stdout + done.stderr
+    results = OmegaConf.load(tmp_path / "outputs" / "sweeps" / "search" / "optimization_results.yaml")
+    assert results.stopped_early.startswith("target: trial 0 reached")
 
 
 def test_too_many_failures_stop_the_sweep_with_an_error_naming_the_rate(tmp_path, shared_cache):
@@ -172,8 +211,9 @@ def test_a_killed_sweep_resumes_failing_and_requeueing_the_trial_it_left_running
             time.sleep(1)
             if process.poll() is not None:
                 pytest.fail(f"the sweep ended before it could be killed: {process.stderr.read()[-3000:]}")
-            if db.exists() and [t.state for t in load(tmp_path).trials] == [TrialState.COMPLETE,
-                                                                           TrialState.RUNNING]:
+            trials = load(tmp_path).trials if db.exists() else []
+            # Running, and claimed by the sweep (the claim follows the ask by a few storage writes).
+            if [t.state for t in trials] == [TrialState.COMPLETE, TrialState.RUNNING] and PID in trials[1].system_attrs:
                 break
         else:
             pytest.fail("trial 1 never started")
@@ -208,7 +248,7 @@ def test_parallel_trials_through_the_joblib_launcher_start_as_soon_as_a_slot_fre
         study.enqueue_trial({"trainer.max_steps": max_steps})
     sweep(tmp_path, shared_cache, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
           "hydra.sweeper.n_trials=3", "logger=none", "trainer.max_steps=choice(4, 24)",
-          "hydra/sweeper/pruner=nop")
+          "hydra/sweeper/pruner=nop", "hydra.sweeper.enqueue_defaults=false")
     study = load(tmp_path)
     assert states(study) == [TrialState.COMPLETE] * 3
     long, short, next_one = study.trials

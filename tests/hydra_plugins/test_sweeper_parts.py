@@ -15,9 +15,10 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from hydra_plugins.smart_optuna_sweeper._impl import SmartOptunaSweeperImpl, SweepError
+from hydra_plugins.smart_optuna_sweeper._pruners import WarmupPruner
 from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace
 from tests.helpers.train_configs import CONF
-from tuner_callbacks.optuna_storage import load_study_with_pruner, open_storage, record_pruner
+from tuner_callbacks.optuna_storage import load_study_with_pruner, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = SearchSpace.from_overrides(["lr=tag(log, interval(1e-4, 1e-1))", "layers=range(1, 3)", "act=choice(a, b)"])
@@ -57,14 +58,30 @@ def test_every_sampler_option_samples_the_search_space(sampler):
                for t in study.trials for k, v in t.params.items())
 
 
-@pytest.mark.parametrize("pruner", ["median", "percentile", "successive_halving", "hyperband", "nop"])
-def test_every_pruner_option_is_recorded_and_rebuilt_for_the_jobs(pruner, tmp_path):
+@pytest.mark.parametrize("pruner, built, inner", [
+    ("median", optuna.pruners.MedianPruner, None), ("percentile", optuna.pruners.PercentilePruner, None),
+    ("successive_halving", WarmupPruner, optuna.pruners.SuccessiveHalvingPruner),
+    ("hyperband", optuna.pruners.HyperbandPruner, None), ("nop", optuna.pruners.NopPruner, None),
+    ("wilcoxon", WarmupPruner, optuna.pruners.WilcoxonPruner),
+    ("patient", WarmupPruner, optuna.pruners.PatientPruner),
+])
+def test_every_pruner_option_is_recorded_and_rebuilt_for_the_jobs(pruner, built, inner, tmp_path):
+    # search.yaml sets a warm-up (the guided-attention hold, 300 steps): every pruner takes it, in its own way.
     node = sweeper_config(f"hydra/sweeper/pruner={pruner}").pruner
+    assert node.n_warmup_steps == 300
+    impl = make_impl(pruner=node, study_name="s")
     storage = f"sqlite:///{tmp_path / 'o.db'}"
-    study = optuna.create_study(study_name="s", storage=storage, pruner=instantiate(node))
-    record_pruner(study, OmegaConf.to_container(node, resolve=True))
-    rebuilt = load_study_with_pruner("s", storage).pruner
-    assert type(rebuilt) is type(study.pruner)
+    impl.config = OmegaConf.create({})
+    study = impl._create_study(SPACE, storage)  # what the sweeper records for its jobs
+    rebuilt = load_study_with_pruner(study.study_name, storage).pruner
+    assert type(rebuilt) is type(impl.pruner) is built
+    if inner is not None:
+        assert type(rebuilt.wrapped_pruner) is inner and rebuilt.n_warmup_steps == 300
+    if pruner == "hyperband":
+        assert rebuilt._min_resource == 300
+    if pruner == "patient":  # the wrapped pruner inside the wrapper round-trips too, with its own settings
+        patient = rebuilt.wrapped_pruner
+        assert type(patient._wrapped_pruner) is optuna.pruners.MedianPruner and patient._patience == 3
 
 
 @pytest.mark.parametrize("value, directions, expected", [
@@ -90,7 +107,7 @@ def add_dropout(cfg, trial):
 
 
 def test_trial_overrides_carry_params_custom_space_and_the_trial_identity():
-    impl = make_impl(custom_search_space="tests.test_sweeper_parts.add_dropout")
+    impl = make_impl(custom_search_space="tests.hydra_plugins.test_sweeper_parts.add_dropout")
     impl.config = OmegaConf.create({})
     study = optuna.create_study(study_name="tts")
     trial = study.ask()

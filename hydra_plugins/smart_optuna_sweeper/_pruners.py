@@ -1,0 +1,99 @@
+"""The pruner config -> the Optuna pruner, and the record of it that jobs rebuild it from.
+
+Every pruner config takes ``n_warmup_steps`` (no trial is pruned before that global step), so a search config can
+set a warm-up whichever pruner the command line picks. Where Optuna's class has the argument it is passed as is;
+a ``HyperbandPruner`` gets it as its ``min_resource`` floor (Optuna's samplers look for a HyperbandPruner by type, so
+it stays unwrapped); a ``NopPruner`` drops it; any other pruner is wrapped in :class:`WarmupPruner`.
+
+Jobs rebuild the pruner from the study's record (``tuner_callbacks.optuna_storage.load_study_with_pruner``), which
+calls the record's ``_target_`` with the other keys. A nested record (a wrapped pruner) is stored as
+``{"_target_": "hydra.utils.instantiate", "config": {...}}`` so that call builds the inner pruners too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from hydra_plugins.smart_optuna_sweeper._errors import SweepError
+
+WARMUP = "n_warmup_steps"
+_KEY = "hydra.sweeper.pruner"
+
+
+class WarmupPruner(optuna.pruners.BasePruner):
+    """Prunes only from global step ``n_warmup_steps`` on, and then when ``wrapped_pruner`` says so.
+
+    The wrapped pruner is asked at every step (successive halving records its rungs as it goes); its earlier answers
+    are ignored.
+
+    Example:
+        >>> pruner = WarmupPruner(optuna.pruners.WilcoxonPruner(), n_warmup_steps=300)
+    """
+
+    def __init__(self, wrapped_pruner: optuna.pruners.BasePruner, n_warmup_steps: int) -> None:
+        if isinstance(n_warmup_steps, bool) or not isinstance(n_warmup_steps, int) or n_warmup_steps < 0:
+            raise ValueError(f"`n_warmup_steps` must be an integer >= 0, got {n_warmup_steps!r}")
+        self.wrapped_pruner, self.n_warmup_steps = wrapped_pruner, n_warmup_steps
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        decision = self.wrapped_pruner.prune(study, trial)
+        return bool(decision) and trial.last_step is not None and trial.last_step >= self.n_warmup_steps
+
+
+def pruner_record(node: Any, key: str = _KEY) -> dict[str, Any]:
+    """The pruner config as Optuna's own arguments, the warm-up applied as the module docstring says; raises
+    SweepError naming ``key`` for a config without a ``_target_``, an unknown class or a bad warm-up."""
+    config = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    target = config.get("_target_")
+    if not isinstance(target, str):
+        raise SweepError(f"{key} needs a _target_ (an Optuna pruner class), got {config!r}")
+    try:
+        cls = get_class(target)
+    except Exception as error:
+        raise SweepError(f"{key}._target_={target!r} is not a class: {error}") from error
+    for name, value in config.items():  # a wrapped pruner: its own warm-up applied the same way
+        if isinstance(value, Mapping) and "_target_" in value:
+            config[name] = pruner_record(value, f"{key}.{name}")
+    if WARMUP in inspect.signature(cls).parameters:
+        return config
+    warmup = config.pop(WARMUP, 0)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise SweepError(f"{key}.{WARMUP} must be an integer >= 0, got {warmup!r}")
+    if not warmup or issubclass(cls, optuna.pruners.NopPruner):
+        return config
+    if issubclass(cls, optuna.pruners.HyperbandPruner):
+        min_resource = config.get("min_resource", 1)
+        if isinstance(min_resource, bool) or not isinstance(min_resource, int):
+            raise SweepError(f"{key}.min_resource must be an integer, got {min_resource!r}")
+        return {**config, "min_resource": max(min_resource, warmup)}
+    return {"_target_": f"{__name__}.{WarmupPruner.__name__}", "wrapped_pruner": config, WARMUP: warmup}
+
+
+def build_pruner(record: Mapping[str, Any], key: str = _KEY) -> optuna.pruners.BasePruner:
+    """The pruner of a :func:`pruner_record` (inner pruners too); SweepError naming ``key`` when Optuna refuses
+    its arguments."""
+    try:
+        with warnings.catch_warnings():  # "PatientPruner is experimental": noise in every sweep's log
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            pruner = instantiate(dict(record))
+    except Exception as error:
+        raise SweepError(f"{key}: cannot build the pruner {record.get('_target_')!r}: {error}") from error
+    if not isinstance(pruner, optuna.pruners.BasePruner):
+        raise SweepError(f"{key}._target_={record.get('_target_')!r} built a {type(pruner).__name__}, not an Optuna "
+                         "pruner")
+    return pruner
+
+
+def storable(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record as ``record_pruner`` stores it: flat records as they are, nested ones through Hydra's
+    ``instantiate`` (``load_study_with_pruner`` passes the top level's keys as arguments, unbuilt)."""
+    if any(isinstance(value, Mapping) for value in record.values()):
+        return {"_target_": "hydra.utils.instantiate", "config": dict(record)}
+    return dict(record)

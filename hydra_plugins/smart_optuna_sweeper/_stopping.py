@@ -1,0 +1,123 @@
+"""``stop_when``: the rules that end a sweep before ``n_trials`` when it has stopped paying.
+
+``{no_improvement: {trials: K, min_delta: X}}``: the last K finished trials (run in this study, any state) did not
+beat the best value before them by more than X. ``{target: V}``: a trial reached V or better in the study's
+direction. ``{max_seconds: S}``: this sweep process has run for S seconds. The sweeper asks after each finished
+trial; once a rule fires it launches no new trial and lets the running ones finish.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hydra_plugins.smart_optuna_sweeper._errors import SweepError
+from tuner_callbacks import contract
+
+_KEY = "hydra.sweeper.stop_when"
+_RULES = ("no_improvement", "target", "max_seconds")
+_NO_IMPROVEMENT_KEYS = ("trials", "min_delta")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+@dataclass(frozen=True)
+class StopRules:
+    no_improvement_trials: int | None = None
+    min_delta: float = 0.0
+    target: float | None = None
+    max_seconds: float | None = None
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any] | None, directions: Sequence[str]) -> StopRules:
+        """The rules of ``stop_when``; SweepError naming ``hydra.sweeper.stop_when.<key>`` for a bad one."""
+        if not settings:
+            return cls()
+        if not isinstance(settings, Mapping):
+            raise SweepError(f"{_KEY} must be a dict with any of {list(_RULES)}, got {settings!r}")
+        for name in settings:
+            if name not in _RULES:
+                raise SweepError(f"{_KEY}.{name}: unknown rule; {_KEY} takes {', '.join(_RULES)}")
+        rules = {name: value for name, value in settings.items() if value is not None}
+        for name in ("no_improvement", "target"):
+            if name in rules and len(directions) > 1:
+                raise SweepError(f"{_KEY}.{name} needs a single-objective study; this one has directions "
+                                 f"{list(directions)}")
+        trials, min_delta = None, 0.0
+        if "no_improvement" in rules:
+            rule = rules["no_improvement"]
+            if not isinstance(rule, Mapping):
+                raise SweepError(f"{_KEY}.no_improvement must be {{trials: K, min_delta: X}}, got {rule!r}")
+            for name in rule:
+                if name not in _NO_IMPROVEMENT_KEYS:
+                    raise SweepError(f"{_KEY}.no_improvement.{name}: unknown key; it takes trials and min_delta")
+            trials, min_delta = rule.get("trials"), rule.get("min_delta", 0.0)
+            if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+                raise SweepError(f"{_KEY}.no_improvement.trials must be an integer >= 1, got {trials!r}")
+            if not _number(min_delta) or min_delta < 0:
+                raise SweepError(f"{_KEY}.no_improvement.min_delta must be a number >= 0, got {min_delta!r}")
+        target = rules.get("target")
+        if target is not None and not _number(target):
+            raise SweepError(f"{_KEY}.target must be a number, got {target!r}")
+        max_seconds = rules.get("max_seconds")
+        if max_seconds is not None and (not _number(max_seconds) or max_seconds <= 0):
+            raise SweepError(f"{_KEY}.max_seconds must be a number > 0, got {max_seconds!r}")
+        return cls(trials, float(min_delta), None if target is None else float(target),
+                   None if max_seconds is None else float(max_seconds))
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.no_improvement_trials, self.target, self.max_seconds))
+
+    def reason(self, study: optuna.Study, seconds: float) -> str | None:
+        """Why the sweep should launch no more trials, or None; ``seconds``: how long this sweep has run."""
+        if self.max_seconds is not None and seconds >= self.max_seconds:
+            return f"max_seconds: {seconds:.0f} s since the sweep started, the budget was {self.max_seconds:g} s"
+        if self.target is None and self.no_improvement_trials is None:
+            return None
+        trials = study.get_trials(deepcopy=False)
+        minimize = study.direction == optuna.study.StudyDirection.MINIMIZE
+        if self.target is not None:
+            reached = [t for t in trials if t.state == TrialState.COMPLETE
+                       and (t.value <= self.target if minimize else t.value >= self.target)]
+            if reached:
+                first = min(reached, key=lambda t: t.number)
+                return f"target: trial {first.number} reached {first.value:.6g} ({'<=' if minimize else '>='} " \
+                       f"{self.target:g})"
+        if self.no_improvement_trials is not None:
+            return self._no_improvement(trials, minimize)
+        return None
+
+    def _no_improvement(self, trials: Sequence[optuna.trial.FrozenTrial], minimize: bool) -> str | None:
+        run_here = sorted((t for t in trials if t.state.is_finished() and not _not_run_here(t)),
+                          key=lambda t: (t.datetime_complete or datetime.datetime.min, t.number))
+        k = self.no_improvement_trials
+        if len(run_here) < k:
+            return None
+        window = {t.number for t in run_here[-k:]}
+        best = min if minimize else max
+        before = [t.value for t in trials if t.state == TrialState.COMPLETE and t.number not in window]
+        recent = [t.value for t in trials if t.state == TrialState.COMPLETE and t.number in window]
+        if not before:
+            return None
+        best_before = best(before)
+        if recent:
+            gain = best_before - best(recent) if minimize else best(recent) - best_before
+            if gain > self.min_delta:
+                return None
+        return (f"no_improvement: the last {k} finished trials did not improve on the best value {best_before:.6g} "
+                f"by more than {self.min_delta:g}")
+
+
+def _not_run_here(trial: optuna.trial.FrozenTrial) -> bool:
+    """Copied from another study, or left behind by a killed sweep: not a trial this study ran to its end."""
+    attrs = trial.user_attrs
+    return bool(attrs.get(contract.ATTR_WARM_STARTED_FROM) or attrs.get(contract.ATTR_INTERRUPTED))

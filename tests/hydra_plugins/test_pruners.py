@@ -1,0 +1,106 @@
+"""Pruner configs -> Optuna pruners with a warm-up, and the record jobs rebuild them from (wrapped pruners too)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from hydra_plugins.smart_optuna_sweeper._impl import SweepError
+from hydra_plugins.smart_optuna_sweeper._pruners import WarmupPruner, build_pruner, pruner_record, storable
+from tuner_callbacks.optuna_storage import load_trial, record_pruner
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+MEDIAN = {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 1, "n_warmup_steps": 0}
+
+
+def finished_trials(study, curves):
+    for curve in curves:
+        trial = study.ask()
+        for step, value in curve.items():
+            trial.report(value, step)
+        study.tell(trial, list(curve.values())[-1])
+
+
+def decisions(pruner, curve):
+    """Whether ``pruner`` prunes a trial at each step of ``curve``, after two good finished trials."""
+    study = optuna.create_study(pruner=pruner)
+    finished_trials(study, [{100: 1.0, 200: 0.5, 300: 0.2}] * 2)
+    trial = study.ask()
+    answers = []
+    for step, value in curve.items():
+        trial.report(value, step)
+        answers.append(trial.should_prune())
+    return answers
+
+
+def test_the_warmup_pruner_asks_its_pruner_only_from_its_step_on():
+    bad = {100: 9.0, 200: 9.0, 300: 9.0}
+    assert decisions(build_pruner(MEDIAN), bad) == [True, True, True]
+    assert decisions(WarmupPruner(build_pruner(MEDIAN), n_warmup_steps=200), bad) == [False, True, True]
+    assert decisions(WarmupPruner(build_pruner(MEDIAN), n_warmup_steps=200), {100: 9.0, 200: 0.4}) == [False, False]
+
+
+def test_patient_pruner_wrapping_median_with_a_warmup_round_trips_through_the_study(tmp_path):
+    config = {"_target_": "optuna.pruners.PatientPruner", "wrapped_pruner": MEDIAN, "patience": 0, "min_delta": 0.0,
+              "n_warmup_steps": 200}
+    record = pruner_record(config)
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, pruner=build_pruner(record))
+    record_pruner(study, storable(record))
+    finished_trials(study, [{100: 1.0, 200: 0.5, 300: 0.2}] * 2)
+    number = study.ask().number
+    job_trial = load_trial("s", storage, number)  # what TrialPruning in a job uses
+    pruner = job_trial.study.pruner
+    assert type(pruner) is WarmupPruner and pruner.n_warmup_steps == 200
+    assert type(pruner.wrapped_pruner) is optuna.pruners.PatientPruner
+    assert type(pruner.wrapped_pruner._wrapped_pruner) is optuna.pruners.MedianPruner
+    answers = []
+    for step, value in ((100, 9.0), (200, 9.5), (300, 9.9)):  # worse than the median, and getting worse
+        job_trial.report(value, step)
+        answers.append(job_trial.should_prune())
+    assert answers == [False, True, True]
+
+
+@pytest.mark.parametrize("config, expected", [
+    ({**MEDIAN, "n_warmup_steps": 50}, {**MEDIAN, "n_warmup_steps": 50}),  # Optuna's own argument
+    ({"_target_": "optuna.pruners.HyperbandPruner", "min_resource": 1, "n_warmup_steps": 50},
+     {"_target_": "optuna.pruners.HyperbandPruner", "min_resource": 50}),
+    ({"_target_": "optuna.pruners.HyperbandPruner", "min_resource": 80, "n_warmup_steps": 50},
+     {"_target_": "optuna.pruners.HyperbandPruner", "min_resource": 80}),
+    ({"_target_": "optuna.pruners.NopPruner", "n_warmup_steps": 50}, {"_target_": "optuna.pruners.NopPruner"}),
+    ({"_target_": "optuna.pruners.WilcoxonPruner", "n_warmup_steps": 0}, {"_target_": "optuna.pruners.WilcoxonPruner"}),
+    ({"_target_": "optuna.pruners.WilcoxonPruner", "p_threshold": 0.2, "n_warmup_steps": 50},
+     {"_target_": "hydra_plugins.smart_optuna_sweeper._pruners.WarmupPruner", "n_warmup_steps": 50,
+      "wrapped_pruner": {"_target_": "optuna.pruners.WilcoxonPruner", "p_threshold": 0.2}}),
+    ({"_target_": "optuna.pruners.PatientPruner", "wrapped_pruner": None, "patience": 2},
+     {"_target_": "optuna.pruners.PatientPruner", "wrapped_pruner": None, "patience": 2}),
+])
+def test_the_warmup_is_applied_the_way_each_pruner_takes_it(config, expected):
+    assert pruner_record(config) == expected
+    assert isinstance(build_pruner(expected), optuna.pruners.BasePruner)
+
+
+@pytest.mark.parametrize("config, named", [
+    ({"n_warmup_steps": 3}, "hydra.sweeper.pruner needs a _target_"),
+    ({"_target_": "optuna.pruners.NoSuchPruner"}, "hydra.sweeper.pruner._target_='optuna.pruners.NoSuchPruner'"),
+    ({"_target_": "optuna.pruners.WilcoxonPruner", "n_warmup_steps": -1},
+     r"hydra.sweeper.pruner.n_warmup_steps must be an integer >= 0, got -1"),
+    ({"_target_": "optuna.pruners.PatientPruner", "patience": 1,
+      "wrapped_pruner": {"_target_": "optuna.pruners.SuccessiveHalvingPruner", "n_warmup_steps": "soon"}},
+     "hydra.sweeper.pruner.wrapped_pruner.n_warmup_steps must be an integer"),
+])
+def test_a_bad_pruner_config_is_refused_naming_its_key(config, named):
+    with pytest.raises(SweepError, match=named):
+        pruner_record(config)
+
+
+def test_optuna_refusing_an_argument_is_named_too():
+    with pytest.raises(SweepError, match="hydra.sweeper.pruner: cannot build the pruner 'optuna.pruners.Patient"):
+        build_pruner(pruner_record({"_target_": "optuna.pruners.PatientPruner", "wrapped_pruner": None,
+                                    "patience": -1}))
+
+
+def test_a_flat_record_is_stored_as_is_and_a_nested_one_through_instantiate():
+    assert storable(MEDIAN) == MEDIAN
+    nested = pruner_record({"_target_": "optuna.pruners.WilcoxonPruner", "n_warmup_steps": 5})
+    assert storable(nested) == {"_target_": "hydra.utils.instantiate", "config": nested}
