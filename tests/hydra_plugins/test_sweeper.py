@@ -146,7 +146,9 @@ def test_a_destructive_learning_rate_is_pruned_and_a_nan_trial_fails_without_end
     assert states(study) == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.PRUNED]
     for pruned in study.trials[1:]:  # stopped at their first validation, recorded with its value
         assert pruned.last_step == 2 and pruned.user_attrs["global_step"] == 2
-    assert study.trials[1].intermediate_values[2] > 1e5 and study.trials[2].intermediate_values[2] == float("inf")
+    # The wrecked model's objective dwarfs the sane trial's at the same step; the overflowed one is the worst.
+    assert study.trials[1].intermediate_values[2] > 10 * study.trials[0].intermediate_values[2]
+    assert study.trials[2].intermediate_values[2] == float("inf")
     # Without a pruner, the NaN trial runs to its end and is recorded FAIL with the reason.
     storage_nop = tmp_path / "nop"
     (storage_nop / "outputs" / "sweeps" / "search").mkdir(parents=True)
