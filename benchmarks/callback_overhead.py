@@ -23,8 +23,20 @@ of its own) answering each request that many seconds late; the photo is a ready-
 ``ValidationMedia`` hands its plots. The one-off waits outside training steps are printed too: the token
 check at start and the flush at the end (bounded by ``--flush-timeout``).
 
+With ``--health-decoding`` the script measures, instead, what a validation's free-running health decoding costs
+against the training between two validations (``--health-val-every`` steps), for an untrained model of
+``conf/model/small.yaml``'s sizes (r=2; prenet dropout on, as in validation; its gate set never to fire, as early
+in training). ``--health-utterances`` texts of a validation batch shaped like the built-in data (text 40-80
+symbols, mel 150-300 frames, sorted longest text first as the collate function sorts) are decoded the old way (one
+int cap, 2 x the longest target, every step decoding the whole batch: the decoder loop of commit 58acca8) and the
+new way (per-utterance caps, 2 x each utterance's own target, finished utterances dropped from the batch); the int
+cap with that compaction is timed too, to show what each part buys. Training steps (forward, NVIDIA's loss,
+backward, clipping, Adam) on a batch of ``--health-batch-size`` such utterances run in the same rounds, on a copy
+of the model so that the decoded one stays untrained.
+
 Examples:
     python benchmarks/callback_overhead.py --configs small
+    python benchmarks/callback_overhead.py --health-decoding --rounds 5 --steps-per-round 4
     python benchmarks/callback_overhead.py --configs small --alerts-delay 2
     python benchmarks/callback_overhead.py --configs default small --rounds 2 --steps-per-round 4
 """
@@ -33,14 +45,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import functools
 import logging
+import math
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import types
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -48,8 +63,12 @@ from pathlib import Path
 import optuna
 import pytorch_lightning as pl
 import torch
+import yaml
 from throughput import make_batch, make_config
 
+from tacotron2_lightning.config import Tacotron2Config
+from tacotron2_lightning.loss import tacotron2_loss
+from tacotron2_lightning.model import Tacotron2, decoder_steps, lengths_to_mask
 from tacotron2_lightning.module import Tacotron2Module
 from tuner_callbacks import MetricHistory, ParamScheduler, SmartEarlyStopping
 from tuner_callbacks.pruning import TrialPruning
@@ -258,6 +277,150 @@ def benchmark(name: str, args: argparse.Namespace, root: Path, bot_api: tuple[st
     }
 
 
+@torch.no_grad()
+def uncompacted_inference(decoder, memory, memory_lengths=None, max_decoder_steps=None, warn_at_cap=True):
+    """``Decoder.inference`` as it was before per-utterance caps and compaction (commit 58acca8): one int cap,
+    and every step decodes the whole batch until its last utterance stops."""
+    batch = memory.size(0)
+    r = decoder.n_frames_per_step
+    cap = decoder.max_decoder_steps if max_decoder_steps is None else max_decoder_steps
+    pad_mask = None if memory_lengths is None else ~lengths_to_mask(memory_lengths, memory.size(1))
+    processed_memory = decoder.attention_layer.memory_layer(memory)
+    state = decoder.initial_state(memory)
+    frame = memory.new_zeros(batch, decoder.n_mel_channels * r)
+    steps = torch.full((batch,), cap, dtype=torch.long, device=memory.device)
+    stopped = torch.zeros(batch, dtype=torch.bool, device=memory.device)
+    frames, gates, alignments = [], [], []
+    for step in range(cap):
+        frame, gate, state = decoder.decode_step(decoder.prenet(frame), state, memory, processed_memory, pad_mask)
+        frames.append(frame)
+        gates.append(gate.squeeze(1))
+        alignments.append(state.attention_weights)
+        fired = (torch.sigmoid(gate.squeeze(1)) > decoder.gate_threshold) & ~stopped
+        steps[fired] = step + 1
+        stopped |= fired
+        if bool(stopped.all()):
+            break
+    gate_outputs = torch.stack(gates, dim=1)
+    if r > 1:
+        gate_outputs = gate_outputs.repeat_interleave(r, dim=1)
+    mel = torch.stack(frames, dim=1).reshape(batch, -1, decoder.n_mel_channels).transpose(1, 2)
+    return mel, gate_outputs, torch.stack(alignments, dim=1), steps * r
+
+
+def builtin_like_batch(batch_size: int, n_mel_channels: int, r: int, generator: torch.Generator) -> tuple:
+    """NVIDIA's padded layout with the built-in data's spread of lengths: text 40-80 symbols, mel ~3.75 frames per
+    symbol (150-300), sorted longest text first; mel padded to a multiple of r."""
+    text_lengths = torch.randint(40, 81, (batch_size,), generator=generator).sort(descending=True).values
+    spread = 1.0 + 0.1 * (2 * torch.rand(batch_size, generator=generator) - 1)
+    mel_lengths = (text_lengths * 3.75 * spread).round().long().clamp(150, 300)
+    max_mel = int(decoder_steps(int(mel_lengths.max()), r)) * r
+    text = torch.zeros(batch_size, int(text_lengths.max()), dtype=torch.long)
+    mel = torch.zeros(batch_size, n_mel_channels, max_mel)
+    gate = torch.zeros(batch_size, max_mel)
+    for i, (n_text, n_mel) in enumerate(zip(text_lengths.tolist(), mel_lengths.tolist(), strict=True)):
+        text[i, :n_text] = torch.randint(12, 64, (n_text,), generator=generator)
+        mel[i, :, :n_mel] = torch.randn(n_mel_channels, n_mel, generator=generator)
+        gate[i, n_mel - 1:] = 1.0
+    return text, text_lengths, mel, gate, mel_lengths
+
+
+def health_decoding(args: argparse.Namespace) -> dict:
+    """Seconds of one validation's free-running decoding per arm, and of one training step (medians)."""
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    small = Path(__file__).resolve().parents[1] / "conf" / "model" / "small.yaml"
+    settings = yaml.safe_load(small.read_text())
+    config = Tacotron2Config.from_dict(settings["model_config"])
+    r = config.n_frames_per_step
+    model = Tacotron2(config).eval()  # validation decodes in eval(); the prenet's dropout stays on
+    # Random weights may fire the gate at the first step; early in training it learns "go on" long before "stop",
+    # so every utterance runs to its cap: the case this measures.
+    with torch.no_grad():
+        model.decoder.gate_layer.linear_layer.bias.fill_(-1e4)
+    old_model = copy.deepcopy(model)
+    old_model.decoder.inference = types.MethodType(uncompacted_inference, old_model.decoder)
+
+    train_model = copy.deepcopy(model).train()
+    optimizer = torch.optim.Adam(train_model.parameters(), lr=1e-3, weight_decay=1e-6)
+    train_batch = builtin_like_batch(args.health_batch_size, config.n_mel_channels, r, generator)
+    # The module decodes the first texts of the first validation batch, trimmed to their longest.
+    text, text_lengths, _, _, mel_lengths = builtin_like_batch(args.health_batch_size, config.n_mel_channels, r,
+                                                               generator)
+    count = args.health_utterances
+    text_lengths, mel_lengths = text_lengths[:count], mel_lengths[:count]
+    text = text[:count, : int(text_lengths.max())]
+    # The module's cap: health_cap_ratio x the longest target, at most max_decoder_steps; or per utterance.
+    ratio = settings["health_cap_ratio"]
+    int_cap = min(config.max_decoder_steps, decoder_steps(math.ceil(ratio * int(mel_lengths.max())), r))
+    caps = decoder_steps(torch.ceil(ratio * mel_lengths).long(), r).clamp(max=config.max_decoder_steps)
+
+    def train_step() -> None:
+        mel_text, mel_text_lengths, mel, gate, mel_out_lengths = train_batch
+        optimizer.zero_grad(set_to_none=True)
+        mel_out, mel_postnet, gate_out, _ = train_model(mel_text, mel_text_lengths, mel, mel_out_lengths)
+        tacotron2_loss(mel_out, mel_postnet, gate_out, mel, gate).total.backward()
+        torch.nn.utils.clip_grad_norm_(train_model.parameters(), 1.0)
+        optimizer.step()
+
+    arms: dict[str, Callable[[], torch.Tensor]] = {
+        "old": lambda: old_model.inference(text, text_lengths, max_decoder_steps=int_cap, warn_at_cap=False).lengths,
+        "int_compacted": lambda: model.inference(text, text_lengths, max_decoder_steps=int_cap,
+                                                 warn_at_cap=False).lengths,
+        "new": lambda: model.inference(text, text_lengths, max_decoder_steps=caps, warn_at_cap=False).lengths,
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in (*arms, "train_step")}
+    frames: dict[str, list[int]] = {name: [] for name in arms}
+    capped: dict[str, list[int]] = {name: [] for name in arms}
+    train_step()  # warm-up, untimed
+    for decode in arms.values():
+        decode()
+    for round_index in range(args.rounds):
+        order = [*arms, "train_step"]
+        for name in order if round_index % 2 == 0 else reversed(order):
+            if name == "train_step":
+                for _ in range(args.steps_per_round):
+                    started = time.perf_counter()
+                    train_step()
+                    seconds[name].append(time.perf_counter() - started)
+                continue
+            started = time.perf_counter()
+            lengths = arms[name]()
+            seconds[name].append(time.perf_counter() - started)
+            frames[name].append(int(lengths.sum()))
+            arm_caps = torch.full_like(caps, int_cap) if name != "new" else caps
+            capped[name].append(int((lengths == arm_caps * r).sum()))
+        log.info("health decoding round %d: %s", round_index,
+                 ", ".join(f"{name} {values[-1]:.3f} s" for name, values in seconds.items()))
+    result = {name: statistics.median(values) for name, values in seconds.items()}
+    # Each round's arms ran back to back: their ratio within a round shrugs off the load that shifts between rounds.
+    result["paired"] = {name: statistics.median(a / b for a, b in zip(seconds[name], seconds["old"], strict=True))
+                        for name in ("int_compacted", "new")}
+    result.update(int_cap=int_cap, caps=caps.tolist(), mel_lengths=mel_lengths.tolist(),
+                  frames={name: statistics.median(v) for name, v in frames.items()},
+                  capped={name: statistics.median(v) for name, v in capped.items()})
+    return result
+
+
+def print_health_decoding(r: dict, args: argparse.Namespace) -> None:
+    between = args.health_val_every * r["train_step"]
+    count = args.health_utterances
+    print(f"health decoding, model=small (untrained, gate never firing), {count} utterances (mel {r['mel_lengths']}) "
+          f"from a batch of {args.health_batch_size}; medians of {args.rounds} interleaved rounds")
+    print(f"training: {r['train_step']:.3f} s/step -> {args.health_val_every} steps between validations "
+          f"{between:.1f} s")
+    labels = {"old": f"old: int cap {r['int_cap']} steps, no compaction",
+              "int_compacted": f"int cap {r['int_cap']} steps, compaction",
+              "new": f"new: per-utterance caps {r['caps']} steps, compaction"}
+    for name, label in labels.items():
+        print(f"  {label}: {r[name]:.3f} s per validation = {100 * r[name] / between:.2f}% of "
+              f"{args.health_val_every} training steps ({r['frames'][name]:.0f} frames, {r['capped'][name]:.0f}/"
+              f"{count} at their cap)")
+    print(f"new / old: {r['new'] / r['old']:.3f} ({r['old'] / r['new']:.2f}x faster), median of per-round ratios "
+          f"{r['paired']['new']:.3f}; int cap with compaction / old: {r['int_compacted'] / r['old']:.3f}, per round "
+          f"{r['paired']['int_compacted']:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", choices=["default", "small"], default=["default", "small"])
@@ -271,8 +434,17 @@ def main() -> None:
     parser.add_argument("--alerts-delay", type=float, default=None,
                         help="also send Telegram alerts to a test Bot API server answering this many seconds late")
     parser.add_argument("--flush-timeout", type=float, default=5.0, help="TelegramAlerts.flush_timeout_s")
+    parser.add_argument("--health-decoding", action="store_true",
+                        help="measure the validation's free-running health decoding instead (see above)")
+    parser.add_argument("--health-batch-size", type=int, default=16, help="training and validation batch size")
+    parser.add_argument("--health-utterances", type=int, default=8, help="texts decoded free-running per validation")
+    parser.add_argument("--health-val-every", type=int, default=50, help="training steps between two validations")
     args = parser.parse_args()
-    if args.rounds < 1 or args.steps_per_round < 2 or not 1 <= args.val_every <= args.steps_per_round:
+    if args.health_decoding:
+        if args.rounds < 1 or args.steps_per_round < 1 or not 1 <= args.health_utterances <= args.health_batch_size:
+            parser.error("need --rounds >= 1, --steps-per-round >= 1 and 1 <= --health-utterances <= "
+                         "--health-batch-size")
+    elif args.rounds < 1 or args.steps_per_round < 2 or not 1 <= args.val_every <= args.steps_per_round:
         parser.error("need --rounds >= 1, --steps-per-round >= 2 and 1 <= --val-every <= --steps-per-round")
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -281,6 +453,10 @@ def main() -> None:
     warnings.filterwarnings("ignore", module="pytorch_lightning")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.health_decoding:
+        log.info("%d torch threads", torch.get_num_threads())
+        print_health_decoding(health_decoding(args), args)
+        return
     log.info("%d torch threads; batch %d, text %d, mel %d", torch.get_num_threads(), args.batch_size,
              args.text_length, args.mel_length)
 

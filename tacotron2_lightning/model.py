@@ -7,8 +7,9 @@ as is. The maths is NVIDIA's too; what differs:
 * the decoder's recurrent state is passed explicitly instead of living on ``self``;
 * ``n_frames_per_step > 1`` trains (NVIDIA's code only runs with 1): the gate predicts once per
   decoder step and is repeated over the step's frames;
-* ``inference`` decodes a batch of utterances, each stopping on its own gate; with padding masked in
-  the encoder and postnet so that each utterance decodes exactly as it would alone.
+* ``inference`` decodes a batch of utterances, each stopping on its own gate or its own step cap, with
+  padding masked in the encoder and postnet so that each utterance decodes exactly as it would alone; once
+  some have stopped, the remaining steps decode only the others.
 
 Shapes: B batch, N text length, T mel frames, S = T / n_frames_per_step decoder steps, C mel channels.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -260,10 +262,9 @@ class Decoder(nn.Module):
         )
         return frame, gate, new_state
 
-    def _frames_to_mel(self, frames: list[Tensor]) -> Tensor:
-        # S x (B, C*r) -> (B, C, S*r)
-        stacked = torch.stack(frames, dim=1)
-        return stacked.reshape(stacked.size(0), -1, self.n_mel_channels).transpose(1, 2)
+    def _frames_to_mel(self, frames: Tensor) -> Tensor:
+        # (B, S, C*r) -> (B, C, S*r)
+        return frames.reshape(frames.size(0), -1, self.n_mel_channels).transpose(1, 2)
 
     def forward(self, memory: Tensor, mel_targets: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Teacher-forced decoding.
@@ -296,45 +297,115 @@ class Decoder(nn.Module):
         gate_outputs = torch.stack(gates, dim=1)  # (B, S)
         if r > 1:
             gate_outputs = gate_outputs.repeat_interleave(r, dim=1)
-        return self._frames_to_mel(frames), gate_outputs, torch.stack(alignments, dim=1)
+        return self._frames_to_mel(torch.stack(frames, dim=1)), gate_outputs, torch.stack(alignments, dim=1)
 
     @torch.no_grad()
-    def inference(self, memory: Tensor, memory_lengths: Tensor | None = None, max_decoder_steps: int | None = None,
+    def inference(self, memory: Tensor, memory_lengths: Tensor | None = None,
+                  max_decoder_steps: int | Tensor | None = None,
                   warn_at_cap: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Free-running decoding until every utterance's gate fires or the step cap is reached.
+        """Free-running decoding until each utterance's gate fires or it reaches its step cap.
 
-        Returns mel (B, C, S*r), gate logits (B, S*r), alignments (B, S, N) and the number of frames
-        each utterance produced (B,), counting the frame group on which its gate fired.
+        ``max_decoder_steps`` is one cap for the whole batch (an int; the config's when None) or a (B,)
+        integer tensor of per-utterance caps. Once an utterance stops, later steps decode only the
+        utterances still going (a stopped one costs nothing more); each utterance decodes exactly as it
+        would alone.
+
+        Returns mel (B, C, S*r), gate logits (B, S*r), alignments (B, S, N), all zero after an utterance's
+        stop, and the number of frames each utterance produced (B,), counting the frame group on which its
+        gate fired (its cap times r when the gate never fired).
         """
         batch = memory.size(0)
         r = self.n_frames_per_step
-        cap = self.max_decoder_steps if max_decoder_steps is None else max_decoder_steps
+        requested = self.max_decoder_steps if max_decoder_steps is None else max_decoder_steps
+        caps = _per_utterance_caps(requested, batch, memory.device)
         pad_mask = None if memory_lengths is None else ~lengths_to_mask(memory_lengths, memory.size(1))
         processed_memory = self.attention_layer.memory_layer(memory)
         state = self.initial_state(memory)
         frame = memory.new_zeros(batch, self.n_mel_channels * r)
-        steps = torch.full((batch,), cap, dtype=torch.long, device=memory.device)
-        stopped = torch.zeros(batch, dtype=torch.bool, device=memory.device)
-        frames, gates, alignments = [], [], []
-        for step in range(cap):
+        steps = caps.clone()
+        gate_fired = torch.zeros(batch, dtype=torch.bool, device=memory.device)
+        # The utterances still decoding (batch indices) and their caps; the state, memory, processed
+        # memory, padding mask and previous frame hold only their rows.
+        rows, row_caps = torch.arange(batch, device=memory.device), caps
+        next_cap = int(caps.min())
+        segments = [_Segment(rows, [], [], [])]
+        for step in range(int(caps.max())):
             frame, gate, state = self.decode_step(self.prenet(frame), state, memory, processed_memory, pad_mask)
-            frames.append(frame)
-            gates.append(gate.squeeze(1))
-            alignments.append(state.attention_weights)
-            fired = (torch.sigmoid(gate.squeeze(1)) > self.gate_threshold) & ~stopped
-            steps[fired] = step + 1
-            stopped |= fired
-            if bool(stopped.all()):
+            gate = gate.squeeze(1)
+            segments[-1].frames.append(frame)
+            segments[-1].gates.append(gate)
+            segments[-1].alignments.append(state.attention_weights)
+            fired = torch.sigmoid(gate) > self.gate_threshold
+            if step + 1 < next_cap and not bool(fired.any()):
+                continue
+            done = fired | (row_caps == step + 1)
+            steps[rows] = torch.where(fired, step + 1, steps[rows])
+            gate_fired[rows] = fired
+            going = torch.nonzero(~done).squeeze(1)
+            if going.numel() == 0:
                 break
-        if warn_at_cap and not bool(stopped.all()):
+            rows, row_caps, frame = rows[going], row_caps[going], frame[going]
+            state = DecoderState(*(t[going] for t in state))
+            memory, processed_memory = memory[going], processed_memory[going]
+            pad_mask = None if pad_mask is None else pad_mask[going]
+            next_cap = int(row_caps.min())
+            segments.append(_Segment(rows, [], [], []))
+        frames, gates, alignments = _assembled(segments, batch)
+        if warn_at_cap and not bool(gate_fired.all()):
             log.warning(
-                "Reached max_decoder_steps=%d before the gate fired for %d of %d utterance(s)",
-                cap, int((~stopped).sum()), batch,
+                "Reached max_decoder_steps=%s before the gate fired for %d of %d utterance(s)",
+                caps.tolist() if isinstance(requested, Tensor) else requested, int((~gate_fired).sum()), batch,
             )
-        gate_outputs = torch.stack(gates, dim=1)
         if r > 1:
-            gate_outputs = gate_outputs.repeat_interleave(r, dim=1)
-        return self._frames_to_mel(frames), gate_outputs, torch.stack(alignments, dim=1), steps * r
+            gates = gates.repeat_interleave(r, dim=1)
+        return self._frames_to_mel(frames), gates, alignments, steps * r
+
+
+def _per_utterance_caps(max_decoder_steps: int | Tensor, batch: int, device: torch.device) -> Tensor:
+    """A cap for the batch (int) or per utterance ((B,) integer tensor) -> (B,) long caps on ``device``."""
+    if isinstance(max_decoder_steps, Tensor):
+        caps = max_decoder_steps
+        integer = not (caps.dtype.is_floating_point or caps.dtype.is_complex or caps.dtype == torch.bool)
+        if caps.shape == (batch,) and integer and bool((caps >= 1).all()):
+            return caps.to(device=device, dtype=torch.long)
+        got = f"a {tuple(caps.shape)} {caps.dtype} tensor {caps.tolist()}"
+    elif isinstance(max_decoder_steps, numbers.Integral) and not isinstance(max_decoder_steps, bool):
+        if max_decoder_steps >= 1:
+            return torch.full((batch,), int(max_decoder_steps), dtype=torch.long, device=device)
+        got = repr(max_decoder_steps)
+    else:
+        got = repr(max_decoder_steps)
+    raise ValueError(
+        f"max_decoder_steps must be a positive int or a ({batch},) integer tensor of positive per-utterance "
+        f"caps, got {got}"
+    )
+
+
+class _Segment(NamedTuple):
+    """Decoder steps run on the same utterances: their batch rows (A,), then each step's (A, ...) outputs."""
+
+    rows: Tensor
+    frames: list[Tensor]
+    gates: list[Tensor]
+    alignments: list[Tensor]
+
+
+def _assembled(segments: list[_Segment], batch: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The segments of compacted decoding -> frames (B, S, C*r), gates (B, S), alignments (B, S, N), zero where
+    an utterance had stopped. Written once at the end: one copy per segment, not an allocation per step."""
+    outputs = []
+    for field in ("frames", "gates", "alignments"):
+        stacked = [torch.stack(getattr(segment, field), dim=1) for segment in segments]  # (A, steps, ...)
+        if len(stacked) == 1:  # no utterance stopped before the last step
+            outputs.append(stacked[0])
+            continue
+        out = stacked[0].new_zeros((batch, sum(t.size(1) for t in stacked), *stacked[0].shape[2:]))
+        start = 0
+        for segment, values in zip(segments, stacked, strict=True):
+            out[:, start : start + values.size(1)].index_copy_(0, segment.rows, values)
+            start += values.size(1)
+        outputs.append(out)
+    return outputs[0], outputs[1], outputs[2]
 
 
 class Inference(NamedTuple):
@@ -393,14 +464,23 @@ class Tacotron2(nn.Module):
 
     @torch.no_grad()
     def inference(self, sequence: Tensor, input_lengths: Tensor | None = None,
-                  max_decoder_steps: int | None = None, warn_at_cap: bool = True) -> Inference:
+                  max_decoder_steps: int | Tensor | None = None, warn_at_cap: bool = True) -> Inference:
         """Free-running synthesis of one or several utterances.
 
         ``sequence`` (B, N) or (N,) ids, ``input_lengths`` (B,) when padded. Returns an :class:`Inference`:
         NVIDIA's ``(mel_outputs, mel_outputs_postnet, gate_outputs, alignments)`` with frames after an
-        utterance's stop zeroed, then the (B,) number of frames each produced. Decoding stops when
-        sigmoid(gate) > gate_threshold or after ``max_decoder_steps`` (a warning unless ``warn_at_cap`` is
-        False: health checks expect untrained models to run into the cap).
+        utterance's stop zeroed, then the (B,) number of frames each produced. An utterance stops when
+        sigmoid(gate) > gate_threshold or after ``max_decoder_steps``: one int for the batch or a (B,) integer
+        tensor of per-utterance caps; one that reaches its cap gives ``cap * n_frames_per_step`` frames (a
+        warning unless ``warn_at_cap`` is False: health checks expect untrained models to run into the cap).
+
+        Example:
+            >>> model = Tacotron2(Tacotron2Config(symbols_embedding_dim=32, encoder_embedding_dim=32)).eval()
+            >>> text, lengths = torch.randint(1, 100, (2, 7)), torch.tensor([7, 5])
+            >>> caps = torch.tensor([3, 5])
+            >>> decoded = model.inference(text, lengths, max_decoder_steps=caps, warn_at_cap=False)
+            >>> bool((decoded.lengths <= caps * model.n_frames_per_step).all())  # equal where capped
+            True
         """
         if sequence.dim() == 1:
             sequence = sequence.unsqueeze(0)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
+import re
 
 import pytest
 import torch
@@ -149,6 +151,109 @@ def test_inference_returns_nvidia_four_outputs_then_the_lengths(gate_trained_mod
     assert outputs._fields == ("mel", "mel_postnet", "gate", "alignments", "lengths")
     assert outputs.mel.shape[:2] == (1, 16)
     assert outputs.lengths.shape == (1,) and int(outputs.lengths[0]) == outputs.mel.size(2)
+
+
+def never_stopping_model(n_frames_per_step: int) -> Tacotron2:
+    """An untrained tiny model whose gate never fires: every utterance runs to its cap, as in health checks."""
+    torch.manual_seed(0)
+    model = Tacotron2(tiny_config(prenet_dropout=0.0, n_frames_per_step=n_frames_per_step)).eval()
+    with torch.no_grad():
+        model.decoder.gate_layer.linear_layer.bias.fill_(-1e4)
+    return model
+
+
+def assert_equals_each_alone(model: Tacotron2, text, text_lengths, caps) -> None:
+    """Batched decoding (with its compaction) gives each utterance exactly what decoding it alone gives."""
+    batched = model.inference(text, text_lengths, max_decoder_steps=caps, warn_at_cap=False)
+    r = model.n_frames_per_step
+    for i in range(text.size(0)):
+        alone = model.inference(text[i, : text_lengths[i]], max_decoder_steps=int(caps[i]), warn_at_cap=False)
+        length = int(alone.lengths[0])
+        steps = decoder_steps(length, r)
+        assert int(batched.lengths[i]) == length
+        for name in ("mel", "mel_postnet"):
+            ours, theirs = getattr(batched, name)[i], getattr(alone, name)[0]
+            torch.testing.assert_close(ours[:, :length], theirs[:, :length], atol=1e-6, rtol=1e-6, msg=name)
+            assert ours[:, length:].abs().sum() == 0, name
+        torch.testing.assert_close(batched.gate[i, :length], alone.gate[0, :length], atol=1e-6, rtol=1e-6)
+        assert torch.all(batched.gate[i, length:] == 1e3)
+        torch.testing.assert_close(batched.alignments[i, :steps, : text_lengths[i]], alone.alignments[0, :steps],
+                                   atol=1e-6, rtol=1e-6)
+        assert batched.alignments[i, steps:].abs().sum() == 0
+
+
+def test_per_utterance_caps_stop_each_utterance_at_its_own_cap(caplog):
+    model = never_stopping_model(n_frames_per_step=2)
+    text, text_lengths, _, _, _ = synthetic_batch(text_lengths=(10, 6, 8), mel_lengths=(4, 4, 4))
+    with caplog.at_level(logging.WARNING, logger="tacotron2_lightning.model"):
+        decoded = model.inference(text, text_lengths, max_decoder_steps=torch.tensor([7, 3, 5]))
+    assert decoded.lengths.tolist() == [14, 6, 10]  # cap * r: none of them stopped on its gate
+    assert decoded.mel.size(2) == 14 and decoded.alignments.size(1) == 7
+    assert decoded.mel[1, :, 6:].abs().sum() == 0 and torch.all(decoded.gate[1, 6:] == 1e3)
+    assert decoded.alignments[2, 5:].abs().sum() == 0 and decoded.alignments[2, :5].abs().sum() > 0
+    assert "max_decoder_steps=[7, 3, 5]" in caplog.text and "3 of 3" in caplog.text
+
+
+def test_decoding_continues_only_on_the_utterances_still_going(monkeypatch):
+    model = never_stopping_model(n_frames_per_step=1)
+    text, text_lengths, _, _, _ = synthetic_batch(text_lengths=(10, 6, 8), mel_lengths=(4, 4, 4))
+    rows_per_step = []
+    decode_step = model.decoder.decode_step
+
+    def counting_decode_step(prenet_frame, *args):
+        rows_per_step.append(prenet_frame.size(0))
+        return decode_step(prenet_frame, *args)
+
+    monkeypatch.setattr(model.decoder, "decode_step", counting_decode_step)
+    model.inference(text, text_lengths, max_decoder_steps=torch.tensor([7, 3, 5]), warn_at_cap=False)
+    assert rows_per_step == [3, 3, 3, 2, 2, 1, 1]
+
+
+@pytest.mark.parametrize("frames_per_step", [1, 2])
+def test_compacted_batch_equals_each_utterance_alone(frames_per_step):
+    model = never_stopping_model(frames_per_step)
+    # Padded text; the utterances drop out of the batch in an order unrelated to their text lengths.
+    text, text_lengths, _, _, _ = synthetic_batch(text_lengths=(10, 6, 8, 3), mel_lengths=(4, 4, 4, 4))
+    assert_equals_each_alone(model, text, text_lengths, torch.tensor([7, 3, 9, 5]))
+
+
+def test_gate_stops_and_cap_stops_compact_alike(gate_trained_model):
+    model, (text, text_lengths, _, _, _) = gate_trained_model
+    # In float64: over ~25 fed-back steps of a trained model, float32 rounding (which depends on a matmul's
+    # batch size, compaction or not) grows to ~4e-6 on values of ~1, and this test is about the maths.
+    model = copy.deepcopy(model).double()
+    # The first utterance stops on its gate (about step 24); the second is capped first, at step 5.
+    assert_equals_each_alone(model, text, text_lengths, torch.tensor([40, 5]))
+    decoded = model.inference(text, text_lengths, max_decoder_steps=torch.tensor([40, 5]), warn_at_cap=False)
+    assert int(decoded.lengths[0]) < 40 and int(decoded.lengths[1]) == 5
+
+
+def test_an_int_cap_caps_every_utterance_alike(gate_trained_model):
+    model, (text, text_lengths, _, _, _) = gate_trained_model
+    shared = model.inference(text, text_lengths, max_decoder_steps=15, warn_at_cap=False)
+    per_utterance = model.inference(text, text_lengths, max_decoder_steps=torch.tensor([15, 15]), warn_at_cap=False)
+    assert int(shared.lengths[0]) == 15 and int(shared.lengths[1]) < 15  # capped; stopped on its gate
+    for ours, theirs in zip(shared, per_utterance, strict=True):
+        assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize(
+    ("cap", "got"),
+    [
+        (-1, "got -1"),
+        (0, "got 0"),
+        (2.5, "got 2.5"),
+        (torch.tensor([4, -2]), "got a (2,) torch.int64 tensor [4, -2]"),
+        (torch.tensor([4]), "got a (1,) torch.int64 tensor [4]"),
+        (torch.tensor([[4, 4]]), "got a (1, 2) torch.int64 tensor [[4, 4]]"),
+        (torch.tensor([4.0, 4.0]), "got a (2,) torch.float32 tensor [4.0, 4.0]"),
+    ],
+)
+def test_bad_cap_is_refused_naming_it(cap, got):
+    model = never_stopping_model(n_frames_per_step=1)
+    text, text_lengths, _, _, _ = synthetic_batch()
+    with pytest.raises(ValueError, match="max_decoder_steps must be .*" + re.escape(got)):
+        model.inference(text, text_lengths, max_decoder_steps=cap)
 
 
 @pytest.mark.parametrize(("frames", "r", "steps"), [(0, 1, 0), (7, 1, 7), (6, 2, 3), (7, 2, 4), (7, 3, 3)])
