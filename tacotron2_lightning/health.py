@@ -68,8 +68,9 @@ def monotonicity(alignments: Tensor, input_lengths: Tensor | None = None,
     return ((forward & pair_valid).sum(1).float() / pair_valid.sum(1).clamp(min=1)).mean()
 
 
-def gate_stop_rate(produced_lengths: Tensor, cap_frames: int) -> Tensor:
-    """Fraction of free-running utterances that stopped on their gate, before ``cap_frames``."""
+def gate_stop_rate(produced_lengths: Tensor, cap_frames: int | Tensor) -> Tensor:
+    """Fraction of free-running utterances that stopped on their gate, before ``cap_frames`` (one cap, or a (B,)
+    cap per utterance)."""
     return (produced_lengths < cap_frames).float().mean()
 
 

@@ -12,7 +12,6 @@ recordings after DTW, dB).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,9 +43,9 @@ class Tacotron2Module(pl.LightningModule):
             above 1 the gate learns to fire sooner. Logged losses are always NVIDIA's, unweighted.
         health_utterances: how many validation utterances (of the first batch) are decoded free-running
             each validation to measure the gate-stop rate; 0 skips free-running decoding.
-        health_cap_ratio: free-running decoding stops at this multiple of the longest target length (or
-            ``max_decoder_steps``, whichever is smaller): an utterance that has not stopped by then counts
-            as a gate failure, and validation stays fast.
+        health_cap_ratio: free-running decoding of an utterance stops at this multiple of its recording's length
+            (or ``max_decoder_steps``, whichever is smaller): one that has not stopped by then counts as a gate
+            failure and is no longer decoded, so validation stays fast.
         audio: the :class:`~tacotron2_lightning.audio.AudioConfig` the mels were made with (kept in the
             checkpoint so synthesis and audio samples use the same settings).
         text_cleaners: the cleaners the text was prepared with (kept for synthesis).
@@ -171,8 +170,10 @@ class Tacotron2Module(pl.LightningModule):
         text, input_lengths, mel, output_lengths = (text[:count], input_lengths[:count], mel[:count],
                                                     output_lengths[:count])
         r = self.config.n_frames_per_step
-        cap_frames = math.ceil(self.health_cap_ratio * int(output_lengths[:count].max()))
-        cap_steps = min(self.config.max_decoder_steps, decoder_steps(cap_frames, r))
+        # Each utterance is lost once it runs past health_cap_ratio x its own recording: it stops being decoded
+        # there (the batch shrinks) and counts as a gate failure.
+        cap_frames = torch.ceil(self.health_cap_ratio * output_lengths.float()).long()
+        cap_steps = decoder_steps(cap_frames, r).clamp(min=1, max=self.config.max_decoder_steps)
         decoded = self.model.inference(
             text[:, : int(input_lengths.max())], input_lengths, max_decoder_steps=cap_steps, warn_at_cap=False,
         )
