@@ -4,8 +4,13 @@ Each arm is a real sweep, ``python train.py -m hparams=search`` on the built-in 
 run once per seed (the sampler's seed; the data and model seeds stay fixed):
 
 * ``tpe+median``: TPE (multivariate, constant liar) with the MedianPruner -- the default;
+* ``tpe+patient``: TPE with a PatientPruner (patience 2) around the median pruner;
+* ``tpe+wilcoxon``: TPE with the WilcoxonPruner;
 * ``tpe``: TPE without pruning (``hydra/sweeper/pruner=nop``);
 * ``random``: random search without pruning.
+
+Every pruner waits for the guided-attention hold (``--hold-steps``, the pruners' ``n_warmup_steps`` as in
+search.yaml). Whether a pruner "keeps the winner" is whether it reaches the no-pruning arm's best.
 
 For each arm and seed it prints the best objective reached and the training steps spent (the sum over trials
 of the steps each trained, from the trials' ``global_step``), then, per seed, the steps the pruning arm needed
@@ -32,9 +37,13 @@ import optuna
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = {
     "tpe+median": ["hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_startup_trials=2"],
+    "tpe+patient": ["hydra/sweeper/pruner=patient", "hydra.sweeper.pruner.patience=2",
+                    "hydra.sweeper.pruner.wrapped_pruner.n_startup_trials=2"],
+    "tpe+wilcoxon": ["hydra/sweeper/pruner=wilcoxon"],
     "tpe": ["hydra/sweeper/pruner=nop"],
     "random": ["hydra/sweeper/sampler=random", "hydra/sweeper/pruner=nop"],
 }
+PRUNED_ARMS = [arm for arm in ARMS if "+" in arm]
 # A model small enough for a trial in seconds on a CPU, still a Tacotron2 (the sizes of the project's tests x2).
 SMALL_MODEL = [
     "model.model_config.symbols_embedding_dim=64", "model.model_config.encoder_embedding_dim=64",
@@ -50,6 +59,7 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, root: Path) -> optuna
                f"hydra.sweeper.sampler.seed={seed}", f"hydra.sweeper.n_trials={args.trials}",
                "hydra.sweeper.report=false", *([] if arm == "random" else ["hydra.sweeper.sampler.n_startup_trials=3"]),
                f"trainer.max_steps={args.max_steps}", f"trainer.val_check_interval={args.val_every}",
+               f"callbacks.param_scheduler.schedules.guided_attention.delay_steps={args.hold_steps}",
                f"data.builtin.size={args.dataset_size}", "data.batch_size=choice(8, 16)",
                "logger=none", "callbacks.validation_media=null", "callbacks.rich_progress_bar=null",
                "callbacks.model_checkpoint=null", f"paths.log_dir={log_dir}"]
@@ -81,12 +91,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8, help="trial budget of every arm")
     parser.add_argument("--max-steps", type=int, default=80, help="training steps of a trial that is not pruned")
     parser.add_argument("--val-every", type=int, default=10, help="validation (= pruning decision) interval")
+    parser.add_argument("--hold-steps", type=int, default=30,
+                        help="guided-attention hold, and so every pruner's warm-up (search.yaml: 300 of 600)")
     parser.add_argument("--dataset-size", type=int, default=60, help="built-in utterances")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    fractions = []
+    fractions: dict[str, list[float]] = {arm: [] for arm in PRUNED_ARMS}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             curves = {}
@@ -96,16 +108,18 @@ def main() -> None:
                 steps, best = points[-1]
                 print(f"seed {seed} {arm:>11}: best objective {best:.4f} after {steps} training steps")
             target = curves["tpe"][-1][1]
-            reached = steps_to_reach(curves["tpe+median"], target)
-            if reached is None:
-                print(f"seed {seed}: pruning did not reach the no-pruning best {target:.4f} within its budget")
-            else:
-                fractions.append(reached / curves["tpe"][-1][0])
-                print(f"seed {seed}: pruning reached the no-pruning best {target:.4f} after {reached} steps = "
-                      f"{fractions[-1]:.2f} of the {curves['tpe'][-1][0]} steps without pruning")
-    if fractions:
-        print(f"median fraction of steps pruning needed to reach the no-pruning best: "
-              f"{statistics.median(fractions):.2f} ({len(fractions)} of {len(args.seeds)} seeds reached it)")
+            for arm in PRUNED_ARMS:
+                reached = steps_to_reach(curves[arm], target)
+                if reached is None:
+                    print(f"seed {seed} {arm}: did not reach the no-pruning best {target:.4f} (lost the winner)")
+                else:
+                    fractions[arm].append(reached / curves["tpe"][-1][0])
+                    print(f"seed {seed} {arm}: reached the no-pruning best {target:.4f} after {reached} steps = "
+                          f"{fractions[arm][-1]:.2f} of the {curves['tpe'][-1][0]} steps without pruning")
+    for arm in PRUNED_ARMS:
+        kept = len(fractions[arm])
+        median = f"{statistics.median(fractions[arm]):.2f}" if kept else "-"
+        print(f"{arm}: kept the winner in {kept} of {len(args.seeds)} seeds; median fraction of steps {median}")
 
 
 if __name__ == "__main__":
