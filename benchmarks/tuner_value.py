@@ -24,7 +24,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import subprocess
@@ -136,11 +135,11 @@ def judge(checkpoint: Path, utterances: list, steps: int, seed: int) -> Judged:
     r = module.config.n_frames_per_step
     text, input_lengths, mel, _, output_lengths = TextMelCollate(r)(utterances)
     torch.manual_seed(seed)  # the prenet's dropout stays on at inference, as in NVIDIA's synthesis
-    cap = decoder_steps(math.ceil(2.0 * int(output_lengths.max())), r)
+    caps = decoder_steps(2 * output_lengths, r)  # each utterance is lost at twice its recording's length
     with torch.no_grad():
-        decoded = module.model.inference(text, input_lengths, max_decoder_steps=cap, warn_at_cap=False)
+        decoded = module.model.inference(text, input_lengths, max_decoder_steps=caps, warn_at_cap=False)
     lengths = decoded.lengths
-    stopped = (lengths < 2 * output_lengths).float()  # the gate fired before twice the recording's length
+    stopped = (lengths < caps * r).float()  # the gate fired before that
     return Judged(health.mel_cepstral_distortions(decoded.mel_postnet, lengths, mel, output_lengths).numpy(),
                   stopped.numpy(), health.duration_ratios(lengths, output_lengths).numpy(), steps)
 
