@@ -421,8 +421,8 @@ def test_a_floor_on_the_tacotron2_alignment_score_stops_a_run_that_did_not_align
 @pytest.mark.slow
 def test_under_ddp_one_rank_deciding_stops_both_with_its_reason(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "tests.tuner_callbacks.test_early_stopping", str(tmp_path)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "tests.tuner_callbacks.test_early_stopping", str(tmp_path)],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]

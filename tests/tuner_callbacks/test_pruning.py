@@ -157,8 +157,8 @@ def test_under_ddp_rank_zero_reports_and_its_decision_stops_both_ranks(tmp_path)
     record_pruner(study, {"_target_": "optuna.pruners.ThresholdPruner", "upper": 2.0})
     number = study.ask().number
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "tests.tuner_callbacks.test_pruning", str(tmp_path), storage, str(number)],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "tests.tuner_callbacks.test_pruning", str(tmp_path), storage,
+                             str(number)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     # Rank 0's validation loss crosses the threshold at step 4; rank 1's never does, yet both stop there.
