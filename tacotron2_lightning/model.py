@@ -301,7 +301,9 @@ class Decoder(nn.Module):
             [prenet_frames.size(2), self.encoder_embedding_dim], dim=1)
         w_hidden, w_decoder_context = decoder_rnn.weight_ih.split(
             [self.attention_rnn_dim, self.encoder_embedding_dim], dim=1)
-        attention_base = F.linear(prenet_frames, w_prenet, attention_rnn.bias_ih + attention_rnn.bias_hh)  # (S, B, 4A)
+        # (S, B, 4A) as S (B, 4A) tensors: unbind's backward stacks the steps' gradients once, where indexing
+        # would build a zero (S, B, 4A) gradient per step.
+        attention_bases = F.linear(prenet_frames, w_prenet, attention_rnn.bias_ih + attention_rnn.bias_hh).unbind(0)
         decoder_bias = decoder_rnn.bias_ih + decoder_rnn.bias_hh
         attention_gates = DeferredLinear((w_attention_context, attention_rnn.weight_hh), n_steps, dtype)
         decoder_gates = DeferredLinear((w_hidden, w_decoder_context, decoder_rnn.weight_hh), n_steps, dtype)
@@ -312,7 +314,7 @@ class Decoder(nn.Module):
         hiddens, contexts, alignments = [], [], []
         for step in range(n_steps):
             attention_hidden, attention_cell = _lstm_pointwise(
-                attention_gates(attention_token, step, attention_base[step], context, attention_hidden),
+                attention_gates(attention_token, step, attention_bases[step], context, attention_hidden),
                 attention_cell)
             attention_hidden = F.dropout(attention_hidden, self.p_attention_dropout, self.training)
 
