@@ -1,15 +1,18 @@
-"""Training and inference throughput of Tacotron2 on synthetic data, for NVIDIA's default size and a small one.
+"""Training throughput of Tacotron2's decoder path against NVIDIA's per-step loop, in one process.
 
-Training: one step is forward + NVIDIA's loss + backward + gradient clipping at 1.0 + Adam(lr 1e-3,
-weight_decay 1e-6) on a synthetic padded batch in NVIDIA's collate layout, sorted by text length, the
-shortest utterance 80% as long as the longest. "mel frames/s" counts real (unpadded) frames.
-Inference: free-running ``model.inference`` in eval() on one utterance, run for a fixed number of decoder
-steps (random weights give no reliable stop gate); frames/s counts the frames produced.
-Every figure is the median over the timed steps, after the warm-up ones.
+A training step is forward + NVIDIA's loss + backward + gradient clipping at 1.0 + Adam(lr 1e-3,
+weight_decay 1e-6) on a synthetic padded batch in NVIDIA's collate layout, sorted by text length, the shortest
+utterance 80% as long as the longest. Two models with the same weights take turns, baseline then ours
+(A, B, A, B, ...): the baseline is ``ReferenceTacotron2`` (NVIDIA's loop, one ``decode_step`` per decoder
+step), ours is ``Tacotron2``. Each pair gives a ratio baseline time / our time; the median ratio is the figure,
+robust to other work on the machine. "mel frames/s" counts real (unpadded) frames, from each arm's median time.
+
+``--peak-memory`` also runs one default-size step at batch 16 (``--memory-batch``) per arm, each in its own
+subprocess, and prints its peak resident memory (CPU: ru_maxrss) or peak allocated GPU memory (cuda).
 
 Examples:
-    python benchmarks/throughput.py --configs small --steps 3
-    python benchmarks/throughput.py --configs default small --steps 2 --warmup 1 --json results.json
+    python benchmarks/throughput.py --configs small --batch-size 4 --pairs 3
+    python benchmarks/throughput.py --configs default small --batch-size 4 16 64 --peak-memory
     python benchmarks/throughput.py --device cuda --precision bf16 --batch-size 32 --mel-length 800
 """
 
@@ -19,23 +22,22 @@ import argparse
 import contextlib
 import json
 import logging
+import resource
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
 
 import torch
 
 from tacotron2_lightning.config import Tacotron2Config
 from tacotron2_lightning.loss import tacotron2_loss
 from tacotron2_lightning.model import Tacotron2
+from tacotron2_lightning.reference_decoder import ReferenceTacotron2
 
 log = logging.getLogger("benchmarks.throughput")
 
-# Recorded reference, not measured here: NVIDIA/tacotron2 (commit 185cd24e) itself, timed by the project on the
-# 2-core CPU machines it is developed on (the same batch and lengths as this script's defaults).
-# 158 = 4 * 300 / 7.6 counts padded frames, so it is not strictly comparable with "train mel frames/s" below.
-NVIDIA_REFERENCE = ("NVIDIA/tacotron2, default model, batch 4, text 60, mel 300, 2 CPU cores: "
-                    "~7.6 s/step (158 mel frames/s)")
+ARMS = {"baseline": ReferenceTacotron2, "ours": Tacotron2}
 
 
 def make_config(name: str) -> Tacotron2Config:
@@ -61,70 +63,98 @@ def make_batch(batch_size: int, text_length: int, mel_length: int, n_mel_channel
     return tuple(t.to(device) for t in (text, text_lengths, mel, gate, mel_lengths))
 
 
-def median_seconds(fn: Callable[[], object], steps: int, warmup: int, device: torch.device) -> float:
-    """Median wall time of ``steps`` calls of fn after ``warmup`` untimed ones."""
+def make_train_step(model: Tacotron2, batch, precision: str, device: torch.device):
+    """A closure running one full training step of ``model`` on ``batch`` and returning its wall time (s)."""
+    text, text_lengths, mel, gate, mel_lengths = batch
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
+
+    def train_step() -> float:
+        autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
+                    else contextlib.nullcontext())
         sync()
         start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def benchmark(name: str, args: argparse.Namespace, device: torch.device) -> dict:
-    torch.manual_seed(0)
-    config = make_config(name)
-    model = Tacotron2(config).to(device)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16"
-                else contextlib.nullcontext())
-    text, text_lengths, mel, gate, mel_lengths = make_batch(
-        args.batch_size, args.text_length, args.mel_length, config.n_mel_channels, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
-
-    def train_step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             mel_out, mel_postnet, gate_out, _ = model(text, text_lengths, mel, mel_lengths)
         tacotron2_loss(mel_out, mel_postnet, gate_out, mel, gate).total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        sync()
+        return time.perf_counter() - start
 
-    model.train()
-    train_s = median_seconds(train_step, args.steps, args.warmup, device)
+    return train_step
 
-    sequence = torch.randint(12, 64, (1, args.text_length), device=device)
-    produced = []
 
-    def inference_step() -> None:
-        with autocast:
-            lengths = model.inference(sequence, max_decoder_steps=args.inference_steps).lengths
-        produced.append(int(lengths.sum()))
+def twin_models(config: Tacotron2Config, device: torch.device) -> dict[str, Tacotron2]:
+    """Baseline and ours with the same weights, in train() mode."""
+    torch.manual_seed(0)
+    ours = Tacotron2(config)
+    baseline = ReferenceTacotron2(config)
+    baseline.load_state_dict(ours.state_dict(), strict=True)
+    return {"baseline": baseline.to(device).train(), "ours": ours.to(device).train()}
 
-    model.eval()
-    inference_s = median_seconds(inference_step, args.steps, args.warmup, device)
-    frames = statistics.median(produced)  # the gate may fire early with random weights
-    if frames < args.inference_steps:
-        log.info("%s: the random gate stopped inference at %s of %d frames", name, frames, args.inference_steps)
+
+def compare(name: str, batch_size: int, args: argparse.Namespace, device: torch.device) -> dict:
+    """Interleaved training steps of baseline and ours: per-pair ratios, their median, frames/s of each."""
+    config = make_config(name)
+    models = twin_models(config, device)
+    torch.manual_seed(0)
+    batch = make_batch(batch_size, args.text_length, args.mel_length, config.n_mel_channels, device)
+    steps = {arm: make_train_step(model, batch, args.precision, device) for arm, model in models.items()}
+    for _ in range(args.warmup):
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {arm: [] for arm in steps}
+    for pair in range(args.pairs):
+        for arm, step in steps.items():  # baseline first, then ours: A, B, A, B, ...
+            times[arm].append(step())
+        log.info("%s batch %d pair %d: baseline %.3f s, ours %.3f s", name, batch_size, pair,
+                 times["baseline"][-1], times["ours"][-1])
+    ratios = [a / b for a, b in zip(times["baseline"], times["ours"], strict=True)]
+    frames = int(batch[4].sum())
     return {
-        "config": name, "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-        "batch": args.batch_size, "text_len": args.text_length, "mel_len": args.mel_length,
-        "train_s_per_step": train_s, "train_steps_per_s": 1.0 / train_s,
-        "train_mel_frames_per_s": int(mel_lengths.sum()) / train_s,
-        "inference_frames": frames, "inference_frames_per_s": frames / inference_s,
+        "config": name, "batch": batch_size, "text_len": args.text_length, "mel_len": args.mel_length,
+        "ratios": ratios, "median_ratio": statistics.median(ratios),
+        **{f"{arm}_s_per_step": statistics.median(t) for arm, t in times.items()},
+        **{f"{arm}_mel_frames_per_s": frames / statistics.median(t) for arm, t in times.items()},
     }
 
 
+def peak_memory_of_one_step(arm: str, config_name: str, batch_size: int, args: argparse.Namespace) -> float:
+    """Peak memory (MiB) of one training step of ``arm`` (run in this process, meant to be a fresh one)."""
+    device = torch.device(args.device)
+    config = make_config(config_name)
+    torch.manual_seed(0)
+    model = ARMS[arm](config).to(device).train()
+    batch = make_batch(batch_size, args.text_length, args.mel_length, config.n_mel_channels, device)
+    make_train_step(model, batch, args.precision, device)()
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def peak_memory(args: argparse.Namespace) -> dict[str, float]:
+    """Each arm's peak memory for a default-size step at ``--memory-batch``, each in a fresh subprocess."""
+    peaks = {}
+    for arm in ARMS:
+        command = [sys.executable, __file__, "--memory-arm", arm, "--device", args.device,
+                   "--memory-batch", str(args.memory_batch), "--text-length", str(args.text_length),
+                   "--mel-length", str(args.mel_length), "--precision", args.precision]
+        if args.threads is not None:
+            command += ["--threads", str(args.threads)]
+        result = subprocess.run(command, check=True, capture_output=True, text=True)
+        peaks[arm] = float(result.stdout.strip().splitlines()[-1])
+    return peaks
+
+
 def print_table(results: list[dict]) -> None:
-    columns = [("config", "config", "{}"), ("params (M)", "params_m", "{:.2f}"), ("batch", "batch", "{}"),
-               ("text len", "text_len", "{}"), ("mel len", "mel_len", "{}"),
-               ("train s/step", "train_s_per_step", "{:.3f}"), ("train steps/s", "train_steps_per_s", "{:.3f}"),
-               ("train mel frames/s", "train_mel_frames_per_s", "{:.0f}"),
-               ("inference frames/s", "inference_frames_per_s", "{:.0f}")]
+    columns = [("config", "config", "{}"), ("batch", "batch", "{}"), ("text len", "text_len", "{}"),
+               ("mel len", "mel_len", "{}"),
+               ("baseline s/step", "baseline_s_per_step", "{:.3f}"), ("ours s/step", "ours_s_per_step", "{:.3f}"),
+               ("baseline mel frames/s", "baseline_mel_frames_per_s", "{:.0f}"),
+               ("ours mel frames/s", "ours_mel_frames_per_s", "{:.0f}"),
+               ("median ratio", "median_ratio", "{:.2f}x")]
     rows = [[title for title, _, _ in columns]]
     rows += [[fmt.format(r[key]) for _, key, fmt in columns] for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
@@ -136,38 +166,51 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", choices=["default", "small"], default=["default", "small"])
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[4])
     parser.add_argument("--text-length", type=int, default=60)
     parser.add_argument("--mel-length", type=int, default=300)
-    parser.add_argument("--inference-steps", type=int, default=200, help="max_decoder_steps at inference")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps (the median is reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps before timing")
+    parser.add_argument("--pairs", type=int, default=5, help="timed (baseline, ours) pairs; the median ratio counts")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed pairs before timing")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--precision", choices=["32", "bf16"], default="32", help="bf16: autocast the forward")
+    parser.add_argument("--peak-memory", action="store_true",
+                        help="also measure each arm's peak memory, default config at --memory-batch")
+    parser.add_argument("--memory-batch", type=int, default=16)
+    parser.add_argument("--memory-arm", choices=list(ARMS), help=argparse.SUPPRESS)  # the subprocess's job
     parser.add_argument("--json", metavar="PATH", help="also write the results to this JSON file")
     args = parser.parse_args()
-    if args.steps < 1 or args.warmup < 0:
-        parser.error("--steps must be >= 1 and --warmup >= 0")
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("tacotron2_lightning.model").setLevel(logging.ERROR)  # "Reached max_decoder_steps"
+    if args.pairs < 1 or args.warmup < 0:
+        parser.error(f"--pairs must be >= 1 and --warmup >= 0, got {args.pairs} and {args.warmup}")
+    if min(args.batch_size) < 1:
+        parser.error(f"--batch-size values must be >= 1, got {args.batch_size}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.memory_arm:
+        print(peak_memory_of_one_step(args.memory_arm, "default", args.memory_batch, args))
+        return
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     device = torch.device(args.device)
     log.info("device %s, %d threads, precision %s", device, torch.get_num_threads(), args.precision)
-
-    results = [benchmark(name, args, device) for name in dict.fromkeys(args.configs)]
+    results = []
+    for name in dict.fromkeys(args.configs):
+        for batch_size in args.batch_size:
+            result = compare(name, batch_size, args, device)
+            print(f"{name} batch {batch_size}: baseline/ours per pair "
+                  f"{' '.join(f'{r:.2f}' for r in result['ratios'])}, median {result['median_ratio']:.2f}x",
+                  flush=True)
+            results.append(result)
     print_table(results)
-    by_name = {r["config"]: r for r in results}
-    if {"default", "small"} <= by_name.keys():
-        small, default = by_name["small"], by_name["default"]
-        print(f"small/default speed ratio (same run): train "
-              f"{default['train_s_per_step'] / small['train_s_per_step']:.2f}x, inference "
-              f"{small['inference_frames_per_s'] / default['inference_frames_per_s']:.2f}x")
-    print(f"Recorded reference figure (not measured in this run): {NVIDIA_REFERENCE}")
+    peaks = None
+    if args.peak_memory:
+        peaks = peak_memory(args)
+        unit = "allocated GPU MiB" if device.type == "cuda" else "MiB max RSS"
+        print(f"peak memory, default config, batch {args.memory_batch}, one step per fresh process: "
+              + ", ".join(f"{arm} {mib:.0f} {unit}" for arm, mib in peaks.items()))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "threads": torch.get_num_threads(), "results": results}, f, indent=2)
+            json.dump({"args": vars(args), "threads": torch.get_num_threads(), "results": results,
+                       "peak_memory_mib": peaks}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from tacotron2_lightning.config import Tacotron2Config
+from tacotron2_lightning.deferred_linear import DeferredLinear
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,12 @@ class Decoder(nn.Module):
         return frames.reshape(frames.size(0), -1, self.n_mel_channels).transpose(1, 2)
 
     def forward(self, memory: Tensor, mel_targets: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Teacher-forced decoding.
+        """Teacher-forced decoding: NVIDIA's per-step maths (``decode_step``), computed faster.
+
+        What does not depend on the recurrence runs once for all steps: the prenet, the attention LSTM's input
+        projection of the prenet frames, the frame projection and the gate. The two LSTMs' weight gradients
+        are deferred to one GEMM each (:class:`DeferredLinear`) instead of a full-size update per step.
+        ``tacotron2_lightning.reference_decoder`` keeps the plain loop this reproduces.
 
         memory (B, N, E), mel_targets (B, C, T) with T a multiple of n_frames_per_step ->
         mel (B, C, T), gate logits (B, T), alignments (B, S, N).
@@ -282,22 +288,54 @@ class Decoder(nn.Module):
         # (B, C, T) -> (S, B, C*r): each decoder step sees the previous step's r frames.
         targets = mel_targets.transpose(1, 2).reshape(batch, n_frames // r, -1).transpose(0, 1)
         go_frame = memory.new_zeros(1, batch, self.n_mel_channels * r)
-        prenet_frames = self.prenet(torch.cat((go_frame, targets[:-1]), dim=0))  # all steps at once
+        prenet_frames = self.prenet(torch.cat((go_frame, targets[:-1]), dim=0))  # (S, B, prenet_dim)
+        n_steps = prenet_frames.size(0)
 
         pad_mask = ~lengths_to_mask(memory_lengths, memory.size(1))
         processed_memory = self.attention_layer.memory_layer(memory)
-        state = self.initial_state(memory)
-        frames, gates, alignments = [], [], []
-        for prenet_frame in prenet_frames:
-            frame, gate, state = self.decode_step(prenet_frame, state, memory, processed_memory, pad_mask)
-            frames.append(frame)
-            gates.append(gate.squeeze(1))
-            alignments.append(state.attention_weights)
+        dtype = _compute_dtype(memory.device, self.attention_rnn.weight_hh.dtype)
+        attention_rnn, decoder_rnn = self.attention_rnn, self.decoder_rnn
+        # The LSTMs' input weights split (views) by what they multiply: [prenet frame | context] and
+        # [attention hidden | context]; the recurrent inputs stay separate GEMMs, never concatenated.
+        w_prenet, w_attention_context = attention_rnn.weight_ih.split(
+            [prenet_frames.size(2), self.encoder_embedding_dim], dim=1)
+        w_hidden, w_decoder_context = decoder_rnn.weight_ih.split(
+            [self.attention_rnn_dim, self.encoder_embedding_dim], dim=1)
+        # (S, B, 4A) as S (B, 4A) tensors: unbind's backward stacks the steps' gradients once, where indexing
+        # would build a zero (S, B, 4A) gradient per step.
+        attention_bases = F.linear(prenet_frames, w_prenet, attention_rnn.bias_ih + attention_rnn.bias_hh).unbind(0)
+        decoder_bias = decoder_rnn.bias_ih + decoder_rnn.bias_hh
+        attention_gates = DeferredLinear((w_attention_context, attention_rnn.weight_hh), n_steps, dtype)
+        decoder_gates = DeferredLinear((w_hidden, w_decoder_context, decoder_rnn.weight_hh), n_steps, dtype)
+        attention_token, decoder_token = attention_gates.token(), decoder_gates.token()
 
-        gate_outputs = torch.stack(gates, dim=1)  # (B, S)
+        attention_hidden, attention_cell, decoder_hidden, decoder_cell, weights, weights_cum, context = (
+            self.initial_state(memory))
+        hiddens, contexts, alignments = [], [], []
+        for step in range(n_steps):
+            attention_hidden, attention_cell = _lstm_pointwise(
+                attention_gates(attention_token, step, attention_bases[step], context, attention_hidden),
+                attention_cell)
+            attention_hidden = F.dropout(attention_hidden, self.p_attention_dropout, self.training)
+
+            weights_cat = torch.stack((weights, weights_cum), dim=1)
+            context, weights = self.attention_layer(attention_hidden, memory, processed_memory, weights_cat, pad_mask)
+            weights_cum = weights_cum + weights
+
+            decoder_hidden, decoder_cell = _lstm_pointwise(
+                decoder_gates(decoder_token, step, decoder_bias, attention_hidden, context, decoder_hidden),
+                decoder_cell)
+            decoder_hidden = F.dropout(decoder_hidden, self.p_decoder_dropout, self.training)
+            hiddens.append(decoder_hidden)
+            contexts.append(context)
+            alignments.append(weights)
+
+        hidden_and_context = torch.cat((torch.stack(hiddens), torch.stack(contexts)), dim=2)  # (S, B, D + E)
+        frames = self.linear_projection(hidden_and_context).transpose(0, 1)  # (B, S, C*r)
+        gate_outputs = self.gate_layer(hidden_and_context).squeeze(2).transpose(0, 1)  # (B, S)
         if r > 1:
             gate_outputs = gate_outputs.repeat_interleave(r, dim=1)
-        return self._frames_to_mel(torch.stack(frames, dim=1)), gate_outputs, torch.stack(alignments, dim=1)
+        return self._frames_to_mel(frames), gate_outputs, torch.stack(alignments, dim=1)
 
     @torch.no_grad()
     def inference(self, memory: Tensor, memory_lengths: Tensor | None = None,
@@ -359,6 +397,21 @@ class Decoder(nn.Module):
         if r > 1:
             gates = gates.repeat_interleave(r, dim=1)
         return self._frames_to_mel(frames), gates, alignments, steps * r
+
+
+def _compute_dtype(device: torch.device, param_dtype: torch.dtype) -> torch.dtype:
+    """The dtype the decoder's LSTM GEMMs run in: autocast's when it is on for ``device``, else the weights'."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return param_dtype
+
+
+def _lstm_pointwise(gates: Tensor, cell: Tensor) -> tuple[Tensor, Tensor]:
+    """nn.LSTMCell after its GEMMs: gates (B, 4H) in PyTorch's (input, forget, cell, output) order, cell (B, H)
+    -> new hidden, new cell."""
+    in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, dim=1)
+    cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(in_gate) * torch.tanh(cell_gate)
+    return torch.sigmoid(out_gate) * torch.tanh(cell), cell
 
 
 def _per_utterance_caps(max_decoder_steps: int | Tensor, batch: int, device: torch.device) -> Tensor:

@@ -1,0 +1,64 @@
+"""NVIDIA's teacher-forced decoder loop, one ``decode_step`` per decoder step: the oracle and the baseline.
+
+:meth:`Decoder.forward <tacotron2_lightning.model.Decoder.forward>` computes the same maths faster (time-parallel
+work hoisted out of the loop, the LSTM weight gradients deferred to one GEMM each). This is the loop it replaced,
+kept unchanged so that tests can hold the fast path to it and ``benchmarks/throughput.py`` can time both in one
+process. Nothing trains with it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from tacotron2_lightning.config import Tacotron2Config
+from tacotron2_lightning.model import Decoder, Tacotron2, lengths_to_mask
+
+
+class ReferenceDecoder(Decoder):
+    """A :class:`~tacotron2_lightning.model.Decoder` whose teacher-forced pass is NVIDIA's per-step loop."""
+
+    def forward(self, memory: Tensor, mel_targets: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """memory (B, N, E), mel_targets (B, C, T) -> mel (B, C, T), gate logits (B, T), alignments (B, S, N)."""
+        batch, _, n_frames = mel_targets.shape
+        r = self.n_frames_per_step
+        if n_frames % r:
+            raise ValueError(
+                f"mel_targets has {n_frames} frames, not a multiple of n_frames_per_step={r}; "
+                "pad it as the collate function does"
+            )
+        # (B, C, T) -> (S, B, C*r): each decoder step sees the previous step's r frames.
+        targets = mel_targets.transpose(1, 2).reshape(batch, n_frames // r, -1).transpose(0, 1)
+        go_frame = memory.new_zeros(1, batch, self.n_mel_channels * r)
+        prenet_frames = self.prenet(torch.cat((go_frame, targets[:-1]), dim=0))  # all steps at once
+
+        pad_mask = ~lengths_to_mask(memory_lengths, memory.size(1))
+        processed_memory = self.attention_layer.memory_layer(memory)
+        state = self.initial_state(memory)
+        frames, gates, alignments = [], [], []
+        for prenet_frame in prenet_frames:
+            frame, gate, state = self.decode_step(prenet_frame, state, memory, processed_memory, pad_mask)
+            frames.append(frame)
+            gates.append(gate.squeeze(1))
+            alignments.append(state.attention_weights)
+
+        gate_outputs = torch.stack(gates, dim=1)  # (B, S)
+        if r > 1:
+            gate_outputs = gate_outputs.repeat_interleave(r, dim=1)
+        return self._frames_to_mel(torch.stack(frames, dim=1)), gate_outputs, torch.stack(alignments, dim=1)
+
+
+class ReferenceTacotron2(Tacotron2):
+    """:class:`~tacotron2_lightning.model.Tacotron2` training through :class:`ReferenceDecoder`; same state_dict.
+
+    Example:
+        >>> from tacotron2_lightning.config import Tacotron2Config
+        >>> model = Tacotron2(Tacotron2Config(symbols_embedding_dim=32, encoder_embedding_dim=32))
+        >>> reference = ReferenceTacotron2(model.config)
+        >>> reference.load_state_dict(model.state_dict())
+        <All keys matched successfully>
+    """
+
+    def __init__(self, config: Tacotron2Config | None = None):
+        super().__init__(config)
+        self.decoder = ReferenceDecoder(self.config)
