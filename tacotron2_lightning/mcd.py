@@ -16,17 +16,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.fft import dct
 from scipy.spatial.distance import cdist
 
 _DB = 10.0 / math.log(10.0)
-
-
-def dct_matrix(size: int) -> np.ndarray:
-    """The orthonormal DCT-II as a (size, size) matrix: ``cepstra = matrix @ frame``."""
-    n = np.arange(size)
-    matrix = np.cos(np.pi * (n[None, :] + 0.5) * n[:, None] / size) * math.sqrt(2.0 / size)
-    matrix[0] /= math.sqrt(2.0)
-    return matrix
 
 
 def mel_cepstra(log_mel: np.ndarray) -> np.ndarray:
@@ -34,7 +27,7 @@ def mel_cepstra(log_mel: np.ndarray) -> np.ndarray:
     log_mel = np.asarray(log_mel, dtype=np.float64)
     if log_mel.ndim != 2 or log_mel.shape[0] < 2 or log_mel.shape[1] < 1:
         raise ValueError(f"expected a (channels >= 2, frames >= 1) log-mel, got shape {log_mel.shape}")
-    return (dct_matrix(log_mel.shape[0]) @ log_mel)[1:].T
+    return dct(log_mel, type=2, norm="ortho", axis=0)[1:].T
 
 
 def dtw_path(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int]]:

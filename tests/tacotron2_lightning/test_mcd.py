@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tacotron2_lightning.mcd import dct_matrix, dtw_path, mel_cepstra, mel_cepstral_distortion
+from tacotron2_lightning.mcd import dtw_path, mel_cepstra, mel_cepstral_distortion
 
 
 def reference_dtw_path(a, b):
@@ -33,9 +33,19 @@ def test_dtw_path_equals_the_cell_by_cell_recursion(lengths):
     assert dtw_path(a, b) == reference_dtw_path(a, b)
 
 
-def test_dct_is_orthonormal():
-    matrix = dct_matrix(16)
-    np.testing.assert_allclose(matrix @ matrix.T, np.eye(16), atol=1e-12)
+def dct_matrix(size: int) -> np.ndarray:
+    """The orthonormal DCT-II written out: row k is sqrt(2/n) cos(pi (i + 1/2) k / n), row 0 divided by sqrt 2."""
+    n = np.arange(size)
+    matrix = np.cos(np.pi * (n[None, :] + 0.5) * n[:, None] / size) * math.sqrt(2.0 / size)
+    matrix[0] /= math.sqrt(2.0)
+    return matrix
+
+
+def test_cepstra_are_the_orthonormal_dct_of_each_frame_without_c0():
+    rng = np.random.default_rng(0)
+    log_mel = rng.normal(size=(16, 7))
+    np.testing.assert_allclose(dct_matrix(16) @ dct_matrix(16).T, np.eye(16), atol=1e-12)
+    np.testing.assert_allclose(mel_cepstra(log_mel), (dct_matrix(16) @ log_mel)[1:].T, atol=1e-12)
 
 
 def test_mcd_is_zero_for_identical_time_stretched_or_level_shifted_mels():
