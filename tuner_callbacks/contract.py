@@ -3,8 +3,9 @@
 Each literal is written here once. The writer and every reader import it from here, so a rename cannot leave one
 side behind.
 
-- **Trial identity in a job's config**: the sweeper sets ``trial.study_name``, ``trial.storage`` and
-  ``trial.number`` on every job it launches; callbacks take them through their configs' interpolations.
+- **Trial identity in a job's config**: the sweeper sets ``trial.study_name``, ``trial.storage``,
+  ``trial.number`` and ``trial.artifact_dir`` on every job it launches; callbacks take them through their configs'
+  interpolations, and the job uploads its media to the artifact store there.
 - **Trial user attributes**: the job records its run in its Optuna trial; the sweeper's results file and the
   sweep report read them back.
 - **Tags naming a trial**: the job's MLflow run and every model version it registers carry the same two tags, so
@@ -18,6 +19,7 @@ TRIAL_CONFIG_NODE = "trial"
 TRIAL_CONFIG_STUDY_NAME = "study_name"
 TRIAL_CONFIG_STORAGE = "storage"
 TRIAL_CONFIG_NUMBER = "number"
+TRIAL_CONFIG_ARTIFACT_DIR = "artifact_dir"  # the folder of the study's optuna.artifacts store (optuna-dashboard's)
 
 # --- Optuna trial user attributes
 ATTR_MLFLOW_RUN_ID = "mlflow_run_id"  # the trial's MLflow run: the join key from Optuna to MLflow

@@ -35,6 +35,7 @@ from tuner_callbacks.optuna_storage import JOURNAL_PREFIX, open_storage, record_
 
 log = logging.getLogger(__name__)
 
+ARTIFACT_FOLDER = "artifacts"  # trials' media for optuna-dashboard, beside the study's file
 _DIRECTIONS = ("minimize", "maximize")
 _STALE_MODES = ("fail", "requeue")
 _LAUNCH_MODES = ("auto", "batch", "continuous")
@@ -112,6 +113,15 @@ class SmartOptunaSweeperImpl(Sweeper):
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{self.sweep_dir / 'optuna.db'}"
 
+    def _artifact_dir(self, storage_url: str) -> Path:
+        """Where jobs upload their trials' media (``optuna.artifacts``): beside the study's file, or in the sweep
+        folder for a database server; ``optuna-dashboard <storage> --artifact-dir <this>`` shows them."""
+        for prefix in (JOURNAL_PREFIX, "sqlite:///"):
+            path = storage_url[len(prefix):] if storage_url.startswith(prefix) else ""
+            if path and not path.startswith(":memory:"):
+                return Path(path).absolute().parent / ARTIFACT_FOLDER
+        return self.sweep_dir / ARTIFACT_FOLDER
+
     def _sampler(self, space: SearchSpace) -> optuna.samplers.BaseSampler:
         if isinstance(self.sampler_cfg, functools.partial):  # a sampler built from the space: GridSampler
             grid = {name: _grid_values(name, d) for name, d in space.distributions.items()}
@@ -153,7 +163,8 @@ class SmartOptunaSweeperImpl(Sweeper):
             self.custom_search_space(self.config, trial)
         return [*space.overrides(trial.params),
                 f"++trial.study_name={encode_value(trial.study.study_name)}",
-                f"++trial.storage={encode_value(storage_url)}", f"++trial.number={trial.number}"]
+                f"++trial.storage={encode_value(storage_url)}", f"++trial.number={trial.number}",
+                f"++{contract.TRIAL_CONFIG_NODE}.{contract.TRIAL_CONFIG_ARTIFACT_DIR}={encode_value(str(self._artifact_dir(storage_url)))}"]
 
     # -- the loop --------------------------------------------------------------------------------------------
 

@@ -93,6 +93,7 @@ class _TrialIdentity(NamedTuple):
     study_name: str
     storage: str | None
     number: int
+    artifact_dir: str | None = None
 
 
 def _trial(cfg: DictConfig) -> _TrialIdentity | None:
@@ -101,7 +102,7 @@ def _trial(cfg: DictConfig) -> _TrialIdentity | None:
     if node is None or node.get(contract.TRIAL_CONFIG_NUMBER) is None:
         return None
     return _TrialIdentity(node.get(contract.TRIAL_CONFIG_STUDY_NAME), node.get(contract.TRIAL_CONFIG_STORAGE),
-                          int(node.get(contract.TRIAL_CONFIG_NUMBER)))
+                          int(node.get(contract.TRIAL_CONFIG_NUMBER)), node.get(contract.TRIAL_CONFIG_ARTIFACT_DIR))
 
 
 def _tag_trial_run(cfg: DictConfig) -> None:
@@ -115,9 +116,43 @@ def _tag_trial_run(cfg: DictConfig) -> None:
         cfg.logger.mlflow.tags = tags
 
 
-def _record_trial(cfg: DictConfig, summary: dict[str, Any]) -> None:
+def _latest_media(trainer: pl.Trainer) -> dict[str, Any]:
+    """The files of the last validation that :class:`ValidationMedia` drew ({} without that callback)."""
+    from tacotron2_lightning.media import ValidationMedia
+
+    for callback in trainer.callbacks:
+        if isinstance(callback, ValidationMedia):
+            return callback.latest
+    return {}
+
+
+_ATTACHED_MEDIA = ("alignment", "inference_alignment", "mel", "audio")  # ValidationMedia.latest's keys
+
+
+def _attach_media(optuna_trial: Any, artifact_dir: str, media: Mapping[str, Any]) -> None:
+    """Uploads the last validation's plots and audio to the trial's ``optuna.artifacts`` store, where
+    ``optuna-dashboard --artifact-dir`` shows them beside the trial."""
+    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+    files = [Path(media[key]) for key in _ATTACHED_MEDIA if media.get(key)]
+    if not files:
+        return
+    Path(artifact_dir).mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(artifact_dir)
+    for path in files:
+        if not path.is_file():  # Optuna would record the artifact before failing to read it: a dead link
+            log.warning("Could not attach %s to trial %s: no such file", path, optuna_trial.number)
+            continue
+        try:
+            upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=optuna_trial)
+        except Exception as error:  # one unreadable file must not cost the trial its other media
+            log.warning("Could not attach %s to trial %s: %s", path, optuna_trial.number, error)
+
+
+def _record_trial(cfg: DictConfig, summary: dict[str, Any], media: Mapping[str, Any] | None = None) -> None:
     """Stores the run's identity and outcome in its Optuna trial's user attributes (the join key from Optuna
-    to MLflow and the checkpoints); the sweeper and the sweep report read them."""
+    to MLflow and the checkpoints), and attaches the last validation's ``media`` as the trial's artifacts when the
+    sweeper named an artifact folder; the sweeper, the sweep report and optuna-dashboard read them."""
     trial = _trial(cfg)
     if trial is None or trial.storage is None:
         return
@@ -136,6 +171,8 @@ def _record_trial(cfg: DictConfig, summary: dict[str, Any]) -> None:
         optuna_trial = load_trial(trial.study_name, trial.storage, trial.number)
         for key, value in attributes.items():
             optuna_trial.set_user_attr(key, value)
+        if trial.artifact_dir and media:
+            _attach_media(optuna_trial, trial.artifact_dir, media)
     except Exception as error:  # the trained model matters more than its bookkeeping
         log.warning("Could not record the run in trial %s of study %s: %s", trial.number, trial.study_name, error)
 
@@ -166,7 +203,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     summary = _summary(trainer, loggers)
     if trainer.is_global_zero:
-        _record_trial(cfg, summary)
+        _record_trial(cfg, summary, _latest_media(trainer))
         _print_summary(summary, metrics, cfg.get("optimized_metric"))
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "summary": summary}
 

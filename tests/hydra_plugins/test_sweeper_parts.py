@@ -4,6 +4,7 @@ becomes the right trial state, a custom search space adds overrides, and storage
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import optuna
 import pytest
@@ -106,9 +107,9 @@ def add_dropout(cfg, trial):
     trial.suggest_float("model.model_config.p_decoder_dropout", 0.0, 0.3)
 
 
-def test_trial_overrides_carry_params_custom_space_and_the_trial_identity():
+def test_trial_overrides_carry_params_custom_space_and_the_trial_identity(tmp_path):
     impl = make_impl(custom_search_space="tests.hydra_plugins.test_sweeper_parts.add_dropout")
-    impl.config = OmegaConf.create({})
+    impl.config, impl.sweep_dir = OmegaConf.create({}), tmp_path
     study = optuna.create_study(study_name="tts")
     trial = study.ask()
     space = SearchSpace.from_overrides(["model.learning_rate=interval(1e-4, 1e-3)", "+x=1"])
@@ -116,7 +117,19 @@ def test_trial_overrides_carry_params_custom_space_and_the_trial_identity():
     assert overrides[0] == f"model.learning_rate={trial.params['model.learning_rate']!r}"
     assert overrides[1].startswith("model.model_config.p_decoder_dropout=")
     assert overrides[2:] == ["+x=1", "++trial.study_name=tts", "++trial.storage='postgresql://u:p@db/o'",
-                             f"++trial.number={trial.number}"]
+                             f"++trial.number={trial.number}", f"++trial.artifact_dir={tmp_path / 'artifacts'}"]
+
+
+@pytest.mark.parametrize("storage, folder", [
+    ("sqlite:///{tmp}/db/o.db", "{tmp}/db/artifacts"),  # beside the study's file
+    ("journal:{tmp}/j/o.log", "{tmp}/j/artifacts"),
+    ("postgresql://u:p@db/o", "{tmp}/sweep/artifacts"),  # a server: the sweep folder
+    ("sqlite:///:memory:", "{tmp}/sweep/artifacts"),
+])
+def test_the_artifact_folder_lies_beside_the_study_file_or_in_the_sweep_folder(storage, folder, tmp_path):
+    impl = make_impl()
+    impl.sweep_dir = tmp_path / "sweep"
+    assert impl._artifact_dir(storage.format(tmp=tmp_path)) == Path(folder.format(tmp=tmp_path))
 
 
 @pytest.mark.parametrize("kwargs, named", [
