@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,16 @@ from tests.helpers import batches
 # Tiny models are dominated by per-op overhead: one thread is faster than two, and it keeps tests from
 # fighting over the cores with each other or with a benchmark running beside them.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def no_tracking_uri_from_earlier_tests(monkeypatch):
+    """Every test starts without MLFLOW_TRACKING_URI: ``mlflow.set_tracking_uri`` writes it into the environment, and
+    the training config (``paths.mlflow_tracking_uri``), ``watch`` and the registry all honour it, so one test's
+    store would otherwise become the next one's."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # monkeypatch restores only what it changed itself
 
 
 @pytest.fixture
