@@ -267,6 +267,21 @@ class Decoder(nn.Module):
         # (B, S, C*r) -> (B, C, S*r)
         return frames.reshape(frames.size(0), -1, self.n_mel_channels).transpose(1, 2)
 
+    def teacher_forced_prenet(self, mel_targets: Tensor) -> Tensor:
+        """The prenet of every step's input under teacher forcing, all steps at once: mel_targets (B, C, T), T a
+        multiple of n_frames_per_step -> (S, B, prenet_dim), step 0 fed the all-zero "go" frame."""
+        batch, _, n_frames = mel_targets.shape
+        r = self.n_frames_per_step
+        if n_frames % r:
+            raise ValueError(
+                f"mel_targets has {n_frames} frames, not a multiple of n_frames_per_step={r}; "
+                "pad it as the collate function does"
+            )
+        # (B, C, T) -> (S, B, C*r): each decoder step sees the previous step's r frames.
+        targets = mel_targets.transpose(1, 2).reshape(batch, n_frames // r, -1).transpose(0, 1)
+        go_frame = mel_targets.new_zeros(1, batch, self.n_mel_channels * r)
+        return self.prenet(torch.cat((go_frame, targets[:-1]), dim=0))
+
     def forward(self, memory: Tensor, mel_targets: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Teacher-forced decoding: NVIDIA's per-step maths (``decode_step``), computed faster.
 
@@ -278,17 +293,8 @@ class Decoder(nn.Module):
         memory (B, N, E), mel_targets (B, C, T) with T a multiple of n_frames_per_step ->
         mel (B, C, T), gate logits (B, T), alignments (B, S, N).
         """
-        batch, _, n_frames = mel_targets.shape
         r = self.n_frames_per_step
-        if n_frames % r:
-            raise ValueError(
-                f"mel_targets has {n_frames} frames, not a multiple of n_frames_per_step={r}; "
-                "pad it as the collate function does"
-            )
-        # (B, C, T) -> (S, B, C*r): each decoder step sees the previous step's r frames.
-        targets = mel_targets.transpose(1, 2).reshape(batch, n_frames // r, -1).transpose(0, 1)
-        go_frame = memory.new_zeros(1, batch, self.n_mel_channels * r)
-        prenet_frames = self.prenet(torch.cat((go_frame, targets[:-1]), dim=0))  # (S, B, prenet_dim)
+        prenet_frames = self.teacher_forced_prenet(mel_targets)  # (S, B, prenet_dim)
         n_steps = prenet_frames.size(0)
 
         pad_mask = ~lengths_to_mask(memory_lengths, memory.size(1))

@@ -20,17 +20,8 @@ class ReferenceDecoder(Decoder):
 
     def forward(self, memory: Tensor, mel_targets: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """memory (B, N, E), mel_targets (B, C, T) -> mel (B, C, T), gate logits (B, T), alignments (B, S, N)."""
-        batch, _, n_frames = mel_targets.shape
         r = self.n_frames_per_step
-        if n_frames % r:
-            raise ValueError(
-                f"mel_targets has {n_frames} frames, not a multiple of n_frames_per_step={r}; "
-                "pad it as the collate function does"
-            )
-        # (B, C, T) -> (S, B, C*r): each decoder step sees the previous step's r frames.
-        targets = mel_targets.transpose(1, 2).reshape(batch, n_frames // r, -1).transpose(0, 1)
-        go_frame = memory.new_zeros(1, batch, self.n_mel_channels * r)
-        prenet_frames = self.prenet(torch.cat((go_frame, targets[:-1]), dim=0))  # all steps at once
+        prenet_frames = self.teacher_forced_prenet(mel_targets)  # all steps at once
 
         pad_mask = ~lengths_to_mask(memory_lengths, memory.size(1))
         processed_memory = self.attention_layer.memory_layer(memory)
