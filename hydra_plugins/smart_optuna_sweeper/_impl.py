@@ -88,7 +88,10 @@ class SmartOptunaSweeperImpl(Sweeper):
                                                                             stale_after_s)
         self.report, self.alerts, self.launch_mode = report, alerts, launch_mode
         self.tracking_uri, self.registry_model, self.registry_alias = tracking_uri, registry_model, registry_alias
-        self.metric_names = metric_names
+        self.metric_names = list(metric_names or [])
+        if self.metric_names and len(self.metric_names) != len(self.directions):
+            raise SweepError(f"hydra.sweeper.metric_names has {len(self.metric_names)} names for "
+                             f"{len(self.directions)} directions: {self.metric_names}")
         self.job_idx = 0
         self._started, self._stop_reason = time.monotonic(), None
 
@@ -146,10 +149,7 @@ class SmartOptunaSweeperImpl(Sweeper):
                              f"{[d.name.lower() for d in study.directions]}, not {self.directions}")
         if self.pruner_record is not None:  # jobs rebuild the pruner from it (TrialPruning)
             record_pruner(study, storable(self.pruner_record))
-        names = list(self.metric_names or [])
-        if names and len(names) != len(self.directions):
-            raise SweepError(f"hydra.sweeper.metric_names has {len(names)} names for {len(self.directions)} "
-                             f"directions: {names}")
+        names = self.metric_names
         if names and study.metric_names is None:
             with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna
                 warnings.simplefilter("ignore")

@@ -113,6 +113,8 @@ def test_a_sweep_runs_records_each_trial_and_resumes_to_the_total_n_trials(tmp_p
         assert float(run.data.params["model/learning_rate"]) == pytest.approx(trial.params["model.learning_rate"])
         assert trial.user_attrs["global_step"] == 4 and trial.user_attrs["max_steps"] == 4
         assert sorted(trial.intermediate_values) == [2, 4]  # reported by global step
+        # ...and the store it went to, which the report and the registry alias use by default.
+        assert trial.user_attrs["mlflow_tracking_uri"] == f"sqlite:///{tmp_path}/outputs/mlflow.db"
     # Each trial registered its final model; the champion alias ended on the study's best trial (by the
     # composite objective, not the val/loss each ModelRegistry compares).
     champion = client.get_model_version_by_alias("tacotron2-search", "champion")
