@@ -15,10 +15,12 @@ from typing import Any
 import pytorch_lightning as pl
 from typing_extensions import override
 
+from tacotron2_lightning.lightning_compat import classes_in_every_package
+
 log = logging.getLogger(__name__)
 
 
-class ValidationMedia(pl.Callback):
+class ValidationMedia(*classes_in_every_package("Callback")):
     """Writes and logs validation media of a :class:`~tacotron2_lightning.module.Tacotron2Module`.
 
     One per Trainer: its state (the validations counted) is checkpointed under the class name alone, so a resumed
@@ -98,15 +100,13 @@ class ValidationMedia(pl.Callback):
 
 def _log_to(logger: Any, media: dict[str, Any]) -> None:
     """Hands the files to one logger in the form it takes; other loggers keep them on disk only."""
-    from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger
-
     artifact_dir = f"validation/step_{media['step']:06d}"
     files = [media[k] for k in ("alignment", "inference_alignment", "mel", "audio") if k in media]
     try:
-        if isinstance(logger, MLFlowLogger):
+        if isinstance(logger, classes_in_every_package("loggers.MLFlowLogger")):
             for path in files:
                 logger.experiment.log_artifact(logger.run_id, str(path), artifact_path=artifact_dir)
-        elif isinstance(logger, TensorBoardLogger):
+        elif isinstance(logger, classes_in_every_package("loggers.TensorBoardLogger")):
             import matplotlib.image
 
             for key in ("alignment", "inference_alignment", "mel"):
@@ -118,7 +118,7 @@ def _log_to(logger: Any, media: dict[str, Any]) -> None:
 
                 wav, rate = soundfile.read(str(media["audio"]), dtype="float32")
                 logger.experiment.add_audio("validation/sample", wav, media["step"], sample_rate=rate)
-        elif type(logger).__name__ == "WandbLogger":
+        elif isinstance(logger, classes_in_every_package("loggers.WandbLogger")):
             keys = [k for k in ("alignment", "inference_alignment", "mel") if k in media]
             logger.log_image(key="validation", images=[str(media[k]) for k in keys], step=media["step"], caption=keys)
     except Exception:  # a logger backend hiccup must not end training either

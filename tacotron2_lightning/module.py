@@ -29,7 +29,7 @@ from tacotron2_lightning.model import Tacotron2, decoder_steps
 Batch = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
 
 
-class Tacotron2Module(pl.LightningModule):
+class Tacotron2ModuleBase:
     """Teacher-forced Tacotron2 training with NVIDIA's loss and optimiser, and alignment health metrics.
 
     Args:
@@ -53,6 +53,9 @@ class Tacotron2Module(pl.LightningModule):
     Example:
         >>> module = Tacotron2Module({"symbols_embedding_dim": 32, "encoder_embedding_dim": 32})
         >>> trainer = pl.Trainer(max_steps=10, gradient_clip_val=1.0)  # NVIDIA clips at 1.0
+
+    This class holds the recipe and no Lightning base: :class:`Tacotron2Module` is it on
+    ``pytorch_lightning.LightningModule``, :mod:`tacotron2_lightning.flavours` has it on ``lightning.pytorch``'s.
     """
 
     def __init__(
@@ -196,3 +199,11 @@ class Tacotron2Module(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+
+
+class Tacotron2Module(Tacotron2ModuleBase, pl.LightningModule):
+    """:class:`Tacotron2ModuleBase` as a ``pytorch_lightning.LightningModule``, for ``pytorch_lightning.Trainer``.
+
+    For ``lightning.pytorch.Trainer`` use ``tacotron2_lightning.flavours.lightning.pytorch.Tacotron2Module``. The
+    two share every method and their checkpoints load into either.
+    """

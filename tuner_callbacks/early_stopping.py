@@ -30,6 +30,7 @@ from tuner_callbacks._early_stopping_options import (
     _rule_options,
 )
 from tuner_callbacks._windows import relative_slope, relative_spread
+from tuner_callbacks.lightning_compat import lightning_bases
 from tuner_callbacks.stop_reason import StopReason, log_stop_reason, set_stop_reason
 
 # When several rules fire at one check, the most alarming is reported: a broken run before a finished one.
@@ -37,7 +38,7 @@ CRITERIA = ("non_finite", "divergence_threshold", "divergence", "below_floor", "
             "stopping_threshold", "patience", "gradient", "plateau")
 
 
-class SmartEarlyStopping(pl.Callback):
+class SmartEarlyStopping(*lightning_bases("Callback")):
     """Stops training when the monitored metric stops improving, or when the run is failing or flat.
 
     Lightning's ``EarlyStopping`` semantics for ``monitor``, ``mode``, ``min_delta``, ``patience``, ``strict``,

@@ -22,6 +22,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from typing_extensions import override
 
 from tuner_callbacks._anomalies import detect_anomalies
+from tuner_callbacks.lightning_compat import lightning_bases
 from tuner_callbacks.mlflow_utils import find_mlflow_logger
 from tuner_callbacks.state_keys import adopt_older_state
 
@@ -57,7 +58,7 @@ class _Series:
         self.steps, self.epochs, self.values = steps or [], epochs or [], values or []
 
 
-class MetricHistory(pl.Callback):
+class MetricHistory(*lightning_bases("Callback")):
     """Records every metric in ``trainer.callback_metrics`` per step, per epoch and per validation.
 
     Rows have a phase: ``"train"``, the metrics logged since the last recorded step (Lightning keeps the latest

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import RichProgressBar
 from typing_extensions import override
 
+from tuner_callbacks.lightning_compat import lightning_bases
 
-class StepProgressBar(RichProgressBar):
+
+class StepProgressBar(*lightning_bases("callbacks.RichProgressBar")):
     """A ``RichProgressBar`` whose train description reads ``Epoch 3 · step 1200/5000``.
 
     Lightning's bar writes ``Epoch N/<max_epochs - 1>``, which is ``Epoch 3/-2`` for the usual step-bounded run

@@ -10,10 +10,11 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from tuner_callbacks.lightning_compat import lightning_bases
 from tuner_callbacks.stop_reason import StopReason, get_stop_reason, log_stop_reason, set_stop_reason
 
 
-class TrialPruning(pl.Callback):
+class TrialPruning(*lightning_bases("Callback")):
     """Reports ``monitor`` to an Optuna trial after every validation, by global step (so several validations
     per epoch each count), and stops training when the study's pruner says so.
 

@@ -21,6 +21,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from tuner_callbacks.lightning_compat import lightning_bases
 from tuner_callbacks.schedules import Plateau, Schedule, base_key, build_schedule
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class ParamScheduler(pl.Callback):
+class ParamScheduler(*lightning_bases("Callback")):
     """Sets numeric hyperparameters from schedules at every training step (or epoch), logs and records changes.
 
     Args:

@@ -16,6 +16,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 from typing_extensions import override
 
+from tuner_callbacks.lightning_compat import lightning_bases
 from tuner_callbacks.mlflow_utils import is_mlflow_logger
 
 _ATTRIBUTE = "smart_tuner_stop_reason"
@@ -39,7 +40,7 @@ class StopReason:
         return asdict(self)
 
 
-class _ForgetOnNextFit(pl.Callback):
+class _ForgetOnNextFit(*lightning_bases("Callback")):
     """Clears the trainer's stop reason as a new fit sets up, before any hook of that fit can record one.
 
     Added to ``trainer.callbacks`` by the first :func:`set_stop_reason`: whoever sets a reason (our callbacks, or

@@ -3,7 +3,8 @@
 Hydra already refuses overrides of keys that do not exist (``model.lr=1`` without ``+``). This adds what it
 cannot know: for every node with a ``_target_``, that each key is an argument of the target, that simple
 values (int, float, bool, str, and optional ones) have the annotated type, that no required ``???`` value is
-left, and that the data and checkpoint paths exist.
+left, that every Lightning class comes from the package ``lightning`` names, and that the data and checkpoint
+paths exist.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from tacotron2_lightning.lightning_compat import LIGHTNING_PACKAGES, is_installed
 
 
 class ConfigError(ValueError):
@@ -115,6 +118,37 @@ def _check_paths(cfg: DictConfig) -> None:
             raise ConfigError(f"{name}: checkpoint file {value!r} does not exist")
 
 
+def _lightning_package_of(target: str) -> str | None:
+    """The Lightning package a ``_target_`` builds on (ours through :mod:`tacotron2_lightning.flavours`), or None."""
+    target = target.removeprefix("tacotron2_lightning.flavours.")
+    if target.startswith("pytorch_lightning."):
+        return "pytorch_lightning"
+    if target.startswith("lightning."):  # lightning.pytorch.Trainer, or its alias lightning.Trainer
+        return "lightning.pytorch"
+    return None
+
+
+def _check_lightning_package(cfg: DictConfig) -> None:
+    """One Lightning package for everything: a Trainer takes only its own package's modules and callbacks."""
+    package = cfg.get("lightning", "pytorch_lightning")
+    if package not in LIGHTNING_PACKAGES:
+        raise ConfigError(f"lightning: {package!r} is not a Lightning package; use one of {list(LIGHTNING_PACKAGES)}")
+    if not is_installed(package):
+        raise ConfigError(f"lightning: {package!r} is not installed (pip install \"smart-tuner[lightning]\")")
+    for group in ("trainer", "model", "data", "logger", "callbacks"):
+        nodes = [(group, cfg.get(group))]
+        if group in ("logger", "callbacks") and isinstance(cfg.get(group), DictConfig):
+            nodes = [(f"{group}.{name}", node) for name, node in cfg[group].items()]
+        for key, node in nodes:
+            if not isinstance(node, DictConfig) or "_target_" not in node:
+                continue
+            used = _lightning_package_of(str(node["_target_"]))
+            if used is not None and used != package:
+                raise ConfigError(f"{key}._target_: {node['_target_']!r} is from {used} but lightning={package}; "
+                                  f"set lightning={used} to switch the whole run (the Trainer, model, data, "
+                                  "loggers and callbacks must come from one package)")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raises :class:`ConfigError` naming the first key that cannot work. Resolves interpolations."""
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -122,6 +156,7 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"Required value(s) missing: {missing} (set them, e.g. {missing[0]}=...)")
     try:
         OmegaConf.to_container(cfg, resolve=True)
+        _check_lightning_package(cfg)
         _walk(cfg, "")
     except ConfigError:
         raise

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tacotron2_lightning.app.config_validation import ConfigError, validate_config
 from tacotron2_lightning.checkpoint import load_nvidia_checkpoint
+from tacotron2_lightning.lightning_compat import classes_in_every_package
 from tuner_callbacks import contract
 from tuner_callbacks.mlflow_utils import find_mlflow_logger, flatten_for_params, logger_tracking_uri, redact_url
 
@@ -194,7 +195,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:
         # Lightning refuses a LearningRateMonitor without a logger; `logger=none` should just work.
-        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
+        monitors = classes_in_every_package("callbacks.LearningRateMonitor")
+        callbacks = [c for c in callbacks if not isinstance(c, monitors)]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     _record_run(trainer, loggers, cfg)
 

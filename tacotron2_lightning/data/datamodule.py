@@ -56,7 +56,7 @@ class MelSource:
         return self.cache.get(path) if self.cache is not None else self.wav_to_mel(path)
 
 
-class Tacotron2DataModule(pl.LightningDataModule):
+class Tacotron2DataModuleBase:
     """Training and validation data for :class:`~tacotron2_lightning.module.Tacotron2Module`.
 
     Sources, in order of precedence: ``train_filelist`` (+ ``val_filelist``) in NVIDIA's ``path|text``
@@ -87,6 +87,9 @@ class Tacotron2DataModule(pl.LightningDataModule):
 
     Example:
         >>> data = Tacotron2DataModule(path="/data/LJSpeech-1.1", batch_size=64, num_workers=4)
+
+    This class holds the data and no Lightning base: :class:`Tacotron2DataModule` is it on
+    ``pytorch_lightning.LightningDataModule``, :mod:`tacotron2_lightning.flavours` has it on ``lightning.pytorch``'s.
     """
 
     def __init__(
@@ -217,3 +220,10 @@ class Tacotron2DataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, train=False)
+
+
+class Tacotron2DataModule(Tacotron2DataModuleBase, pl.LightningDataModule):
+    """:class:`Tacotron2DataModuleBase` as a ``pytorch_lightning.LightningDataModule``.
+
+    For ``lightning.pytorch.Trainer`` use ``tacotron2_lightning.flavours.lightning.pytorch.Tacotron2DataModule``.
+    """

@@ -89,7 +89,12 @@ def test_warm_start_from_a_checkpoint_with_ignore_layers(make_cfg):
     [
         ("model.learning_rate=fast", "model.learning_rate: expected float, got 'fast'"),
         ("trainer.max_steps=many", "trainer.max_steps: expected int, got 'many'"),
-        ("+model.dropout=0.1", "model.dropout: not an argument of tacotron2_lightning.module.Tacotron2Module"),
+        ("+model.dropout=0.1",
+         "model.dropout: not an argument of tacotron2_lightning.flavours.pytorch_lightning.Tacotron2Module"),
+        ("lightning=lightning_pytorch", "lightning: 'lightning_pytorch' is not a Lightning package"),
+        ("trainer._target_=lightning.pytorch.Trainer",
+         "trainer._target_: 'lightning.pytorch.Trainer' is from lightning.pytorch but lightning=pytorch_lightning; "
+         "set lightning=lightning.pytorch"),
         ("data.path=/no/such/LJSpeech", "data.path: '/no/such/LJSpeech' does not exist"),
         ("init_from=/no/such.pt", "init_from: checkpoint file '/no/such.pt' does not exist"),
         ("+model.model_config.decoder_rnn=3", "Unknown Tacotron2Config key\\(s\\) \\['decoder_rnn'\\]"),

@@ -8,13 +8,17 @@ at the i-th validation, which turns an early-stopping rule into a table of seque
 
 from __future__ import annotations
 
+import importlib
+
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import Logger
 from torch.utils.data import DataLoader, TensorDataset
 
 
-class ToyRegression(pl.LightningModule):
+class ToyRegressionBase:
+    """The toy's steps, with no Lightning base: :class:`ToyRegression` and :func:`toy_regression_on` add one."""
+
     def __init__(self, learning_rate: float = 0.05, scripted: dict[str, list[float]] | None = None):
         super().__init__()
         self.layer = torch.nn.Linear(1, 1)
@@ -47,18 +51,29 @@ class ToyRegression(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=self.learning_rate, weight_decay=0.0)
 
 
+class ToyRegression(ToyRegressionBase, pl.LightningModule):
+    """The toy on ``pytorch_lightning``."""
+
+
+def toy_regression_on(package: str) -> type:
+    """The toy's class on ``package`` (``"pytorch_lightning"`` or ``"lightning.pytorch"``)."""
+    if package == "pytorch_lightning":
+        return ToyRegression
+    return type("ToyRegression", (ToyRegressionBase, importlib.import_module(package).LightningModule), {})
+
+
 def toy_loader(n: int = 32, batch_size: int = 8, seed: int = 0) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(n, 1, generator=generator)
     return DataLoader(TensorDataset(x, 3 * x + 1), batch_size=batch_size)
 
 
-def toy_trainer(tmp_path, callbacks, **kwargs) -> pl.Trainer:
-    """A quiet CPU trainer that validates every ``val_check_interval`` steps (default: every step)."""
+def toy_trainer(tmp_path, callbacks, package: str = "pytorch_lightning", **kwargs) -> pl.Trainer:
+    """A quiet CPU trainer of ``package`` that validates every ``val_check_interval`` steps (default: every step)."""
     defaults = dict(accelerator="cpu", default_root_dir=tmp_path, logger=False, enable_progress_bar=False,
                     enable_model_summary=False, enable_checkpointing=False, max_steps=20, val_check_interval=1,
                     check_val_every_n_epoch=None, num_sanity_val_steps=0, limit_val_batches=1)
-    return pl.Trainer(callbacks=callbacks, **{**defaults, **kwargs})
+    return importlib.import_module(package).Trainer(callbacks=callbacks, **{**defaults, **kwargs})
 
 
 class CollectingLogger(Logger):

@@ -24,6 +24,7 @@ from tuner_callbacks.alerts.channels import ChannelError, LogChannel, RetryableE
 from tuner_callbacks.alerts.dispatcher import AlertDispatcher, AlertsConfigError, build_dispatcher
 from tuner_callbacks.alerts.message import Alert, check_level
 from tuner_callbacks.alerts.redaction import Secret
+from tuner_callbacks.lightning_compat import lightning_bases
 from tuner_callbacks.mlflow_utils import find_mlflow_logger, logger_tracking_uri, redact_url
 from tuner_callbacks.state_keys import adopt_older_state
 from tuner_callbacks.stop_reason import get_stop_reason
@@ -57,7 +58,7 @@ def latest_media(trainer: pl.Trainer) -> dict[str, Any]:
     return {}
 
 
-class TelegramAlerts(pl.Callback):
+class TelegramAlerts(*lightning_bases("Callback")):
     """Sends the start, validation summaries (with the alignment plot), new best models, early stops, the end and
     exceptions of a run to Telegram, or to the log when no token is configured.
 

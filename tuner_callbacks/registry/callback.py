@@ -23,6 +23,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from tuner_callbacks import contract
+from tuner_callbacks.lightning_compat import lightning_bases
 from tuner_callbacks.mlflow_utils import find_mlflow_logger, logger_tracking_uri
 from tuner_callbacks.registry import tags as version_tags
 from tuner_callbacks.registry.client import (
@@ -45,7 +46,7 @@ from tuner_callbacks.stop_reason import get_stop_reason, stop_reason_tags
 REGISTER_ON = ("improvement", "end", "both")
 
 
-class ModelRegistry(pl.Callback):
+class ModelRegistry(*lightning_bases("Callback")):
     """Registers checkpoints as versions of an MLflow registered model and keeps an alias on the best one.
 
     Whenever ``monitor`` improves (after a validation) and when fitting ends, the callback saves a weights-only
