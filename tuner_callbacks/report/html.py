@@ -16,7 +16,7 @@ th { background: #f3f3f3; text-align: left; } td.num { text-align: right; font-v
 tr.COMPLETE td.state { color: #1a7f37; } tr.PRUNED td.state { color: #8250df; } tr.FAIL td.state { color: #cf222e; }
 figure { display: inline-block; margin: 0.5em 1em 0.5em 0; vertical-align: top; }
 figure img { max-width: 100%; border: 1px solid #eee; } figcaption { font-size: 0.85em; color: #555; }
-p.note { color: #555; font-style: italic; } nav a { margin-right: 1em; }
+p.note { color: #555; font-style: italic; } nav a { display: inline-block; margin-right: 1em; }
 """
 
 
