@@ -136,7 +136,12 @@ def _private_library() -> tuple[str, bytes]:
     Where the temporary folder cannot hold loadable code (``/tmp`` mounted ``noexec``), the wheel's own file
     is used; synthesis stays correct as long as nothing else in the process loads that file.
     """
-    import espeakng_loader  # deferred: only needed when audio is actually made
+    try:
+        import espeakng_loader  # deferred: only needed when audio is actually made
+    except ImportError as error:  # an optional extra: eSpeak NG is GPL-3.0
+        raise ImportError("The built-in dataset is synthesised with eSpeak NG, and espeakng-loader is not installed: "
+                          'pip install "smart-tuner[builtin-data]" (it bundles GPL-3.0 eSpeak NG), or train on '
+                          "your own recordings (data=ljspeech data.path=... or data=filelist)") from error
 
     source = espeakng_loader.get_library_path()
     data = os.fsencode(espeakng_loader.get_data_path())

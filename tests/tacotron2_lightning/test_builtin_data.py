@@ -265,3 +265,15 @@ def test_concurrent_generation_publishes_one_complete_dataset(dataset, tmp_path)
     assert not errors and results == [tmp_path / dataset.name] * 3
     assert _files(tmp_path / dataset.name) == _files(dataset)
     assert os.listdir(tmp_path) == [dataset.name]
+
+
+def test_without_espeakng_loader_the_error_names_the_extra_and_the_alternatives():
+    """eSpeak NG (GPL-3.0) is an optional extra: without it, making the built-in data says what to install."""
+    import subprocess
+    import sys
+
+    blocked = ("import sys; sys.modules['espeakng_loader'] = None\n"
+               "from tacotron2_lightning.data.espeak import synthesize\nsynthesize('hello')")
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert 'pip install "smart-tuner[builtin-data]"' in result.stderr and "data=ljspeech" in result.stderr

@@ -24,6 +24,7 @@ from tacotron2_lightning.module import Tacotron2Module
 from tests.helpers.batches import repeated_loader, synthetic_batch, tiny_config
 from tests.helpers.toy_module import CollectingLogger, ToyRegression, toy_loader, toy_trainer
 from tuner_callbacks.early_stopping import SmartEarlyStopping
+from tuner_callbacks.lightning_compat import LIGHTNING_PACKAGES
 from tuner_callbacks.stop_reason import get_stop_reason
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -236,10 +237,13 @@ def lightning_log():
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.INFO)
     handler.emit = records.append
-    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
-    logger.addHandler(handler)
+    # lightning_utilities keeps one rank-zero logger, named after whichever Lightning package was imported last.
+    loggers = [logging.getLogger(f"{package}.utilities.rank_zero") for package in LIGHTNING_PACKAGES]
+    for logger in loggers:
+        logger.addHandler(handler)
     yield records
-    logger.removeHandler(handler)
+    for logger in loggers:
+        logger.removeHandler(handler)
 
 
 def test_the_reason_reaches_the_trainer_the_log_and_every_logger(tmp_path, lightning_log):
