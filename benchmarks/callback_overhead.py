@@ -6,7 +6,8 @@ a validation every ``--val-every`` steps. The "on" arm adds every tuner callback
 switched on: ``ParamScheduler`` (guided-attention decay and an lr warm-up), ``SmartEarlyStopping``
 (patience, gradient, plateau, overfitting, divergence, alignment; warm-up long enough that none stops
 the run), ``MetricHistory`` (anomaly detection) and ``TrialPruning`` against an in-memory Optuna study
-(a pruner that never prunes, so both arms train the same number of steps).
+(a pruner that never prunes, so both arms train the same number of steps) and ``AlignmentGuard`` (every
+validation healthy: its snapshot, in memory and on disk, is taken at each).
 
 Arms alternate in rounds (off, on, on, off, ...) so that drift in the machine's load hits both alike.
 Two figures are printed:
@@ -71,6 +72,7 @@ from tacotron2_lightning.loss import tacotron2_loss
 from tacotron2_lightning.model import Tacotron2, decoder_steps, lengths_to_mask
 from tacotron2_lightning.module import Tacotron2Module
 from tuner_callbacks import MetricHistory, ParamScheduler, SmartEarlyStopping
+from tuner_callbacks.alignment_guard import AlignmentGuard
 from tuner_callbacks.pruning import TrialPruning
 
 log = logging.getLogger("benchmarks.callback_overhead")
@@ -190,8 +192,11 @@ def bot_api_server(delay: float):
         server.wait(timeout=30)
 
 
-def tuner_callbacks(max_steps: int) -> list[pl.Callback]:
-    """Every tuner callback with its rules on, none of them stopping the run within ``max_steps``."""
+def tuner_callbacks(max_steps: int, root: Path) -> list[pl.Callback]:
+    """Every tuner callback with its rules on, none of them stopping the run within ``max_steps``.
+
+    ``AlignmentGuard`` is told every validation is healthy (threshold 0), so it takes its snapshot, in memory and
+    on disk under ``root``, at each one: what it costs a healthy run."""
     callbacks: list[pl.Callback] = [
         ParamScheduler({
             "guided_attention": {"target": "module.guided_attention_weight", "strategy": "cosine", "start": 5.0,
@@ -206,6 +211,7 @@ def tuner_callbacks(max_steps: int) -> list[pl.Callback]:
             divergence={"factor": 1e9},
             floor={"monitor": "val/alignment_score", "min_value": 0.0, "after_steps": 10 * max_steps}),
         MetricHistory(export_formats=[]),
+        AlignmentGuard("val/alignment_score", threshold=0.0, snapshot_dir=root / "alignment_guard"),
     ]
     study = optuna.create_study(pruner=optuna.pruners.NopPruner())
     callbacks.append(TrialPruning(monitor="val/loss", trial=study.ask()))
@@ -244,7 +250,7 @@ def benchmark(name: str, args: argparse.Namespace, root: Path, bot_api: tuple[st
     for round_index in range(args.rounds):
         order = ("off", "on") if round_index % 2 == 0 else ("on", "off")
         for arm in order:
-            extra = [clock.wrap(c) for c in tuner_callbacks(steps)] if arm == "on" else []
+            extra = [clock.wrap(c) for c in tuner_callbacks(steps, root)] if arm == "on" else []
             if arm == "on" and bot_api:
                 alerts.append(timed_alerts(*bot_api, args.alerts_delay, args.flush_timeout))
                 extra += [StaticMedia(png), clock.wrap(alerts[-1])]

@@ -45,6 +45,9 @@ TAG_STOP_SOURCE = "stop.source"  # early_stopping, pruning, ...
 TAG_STOP_CRITERION = "stop.criterion"
 TAG_STOP_MESSAGE = "stop.message"
 TAG_STOP_STEP = "stop.step"
+# Set by AlignmentGuard on each recovery; watch shows the count.
+TAG_RECOVERIES = "alignment_guard.recoveries"
+TAG_LAST_RECOVERY = "alignment_guard.last"
 
 
 def recorded_tracking_uri(trials: object) -> str | None:

@@ -76,6 +76,12 @@ def early_stop_alert(criterion: str, message: str, step: int, trial_number: int 
                  [message], emoji="⏹", kind="early_stop")
 
 
+def recovery_alert(recovery: int, max_recoveries: int, step: int, failure: str, remedy: str,
+                   trial_number: int | None = None, study_name: str | None = None) -> Alert:
+    return Alert("warning", f"{subject(trial_number, study_name)} rolled back at step {step} "
+                 f"(recovery {recovery}/{max_recoveries})", [failure, remedy], emoji="↩️", kind="recovery")
+
+
 def pruned_alert(step: int, message: str | None = None, trial_number: int | None = None,
                  study_name: str | None = None) -> Alert:
     return Alert("info", f"{subject(trial_number, study_name)} pruned at step {step}", [message] if message else [],

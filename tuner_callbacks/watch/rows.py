@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tuner_callbacks.contract import (
+    TAG_LAST_RECOVERY,
+    TAG_RECOVERIES,
     TAG_STOP_CRITERION,
     TAG_STOP_MESSAGE,
     TAG_STOP_SOURCE,
@@ -106,16 +108,18 @@ def describe_state(status: str, tags: Mapping[str, str], quiet_for_s: float | No
     else:
         stopped = ""
     if status in ("FAILED", "KILLED"):
-        return status.lower() + (f" after {stopped}" if stopped else ""), reason
-    if status == "RUNNING":
-        if stopped:
-            return f"{stopped}, finishing", reason
-        if quiet_for_s is not None and quiet_for_s > quiet_after_s:
-            return f"running, quiet for {quiet_for_s / 60:.0f} min", reason
-        return "running", reason
-    if stopped:
-        return stopped, reason
-    return status.lower(), reason
+        state = status.lower() + (f" after {stopped}" if stopped else "")
+    elif status == "RUNNING" and stopped:
+        state = f"{stopped}, finishing"
+    elif status == "RUNNING" and quiet_for_s is not None and quiet_for_s > quiet_after_s:
+        state = f"running, quiet for {quiet_for_s / 60:.0f} min"
+    else:
+        state = stopped or status.lower()
+    recoveries = tags.get(TAG_RECOVERIES)
+    if recoveries:  # AlignmentGuard rolled the run back: worth seeing whatever the state
+        state += f", rolled back {recoveries}x"
+        reason = reason or tags.get(TAG_LAST_RECOVERY, "")
+    return state, reason
 
 
 def trial_label(tags: Mapping[str, str]) -> str:
