@@ -17,7 +17,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -94,14 +96,31 @@ def save_pyfunc_model(factory: PyfuncModelFactory, path: Path, checkpoint: Path,
     if taken:
         raise ValueError(f"pyfunc_model {factory!r} names artifacts {taken}, which the registry reserves for the "
                          "checkpoint and the data config; rename them")
-    mlflow.pyfunc.save_model(
-        str(path), python_model=spec.python_model,
-        artifacts={**{name: str(file) for name, file in own.items()}, **dict(spec.artifacts)},
-        signature=spec.signature, input_example=spec.input_example,
-        pip_requirements=None if spec.pip_requirements is None else list(spec.pip_requirements))
+    with _no_progress_bars():
+        mlflow.pyfunc.save_model(
+            str(path), python_model=spec.python_model,
+            artifacts={**{name: str(file) for name, file in own.items()}, **dict(spec.artifacts)},
+            signature=spec.signature, input_example=spec.input_example,
+            pip_requirements=None if spec.pip_requirements is None else list(spec.pip_requirements))
     # MLflow picks each artifact's place in the folder (artifacts/<file name>, renamed on a clash): read it back.
     saved = Model.load(str(path / "MLmodel")).flavors["python_function"]["artifacts"]
     tags = {TAG_CHECKPOINT_FILE: saved[CHECKPOINT_ARTIFACT]["path"]}
     if data_config is not None:
         tags[TAG_DATA_CONFIG_FILE] = saved[DATA_CONFIG_ARTIFACT]["path"]
     return tags
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """MLflow "downloads" each local artifact into the model with a progress bar: two bars in the training log
+    for every version. MLflow reads this switch only from the environment."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
