@@ -4,6 +4,7 @@
 - :func:`find_mlflow_logger`: a Trainer's MLflow logger, from ``pytorch_lightning`` or ``lightning.pytorch``.
 - :func:`redact_url`: a URL with its password masked, for screens, logs, reports and tags.
 - :func:`flatten_for_params`: a nested config as run parameters, secrets masked.
+- :func:`mask_secrets`: a nested config with its secrets masked, nesting kept.
 
 Nothing here imports MLflow or Lightning: the watch and report commands start without them.
 """
@@ -62,6 +63,22 @@ def flatten_for_params(config: Mapping[str, Any], prefix: str = "") -> dict[str,
         else:
             flat[name] = value
     return flat
+
+
+def mask_secrets(config: Any) -> Any:
+    """A copy of a nested config of plain values (dicts, lists) with secrets masked as in
+    :func:`flatten_for_params`: the values of secret keys and the credentials of URLs.
+
+    Example:
+        >>> mask_secrets({"db": {"password": "pw", "url": "postgresql://u:pw@host/db"}, "size": 3})
+        {'db': {'password': '***', 'url': 'postgresql://u:***@host/db'}, 'size': 3}
+    """
+    if isinstance(config, Mapping):
+        return {key: MASK if is_secret_key(key) and not isinstance(value, Mapping) else mask_secrets(value)
+                for key, value in config.items()}
+    if isinstance(config, list | tuple):
+        return [mask_secrets(value) for value in config]
+    return redact_url(config) if isinstance(config, str) else config
 
 
 def is_mlflow_logger(logger: object) -> bool:

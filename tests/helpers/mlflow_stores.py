@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -16,3 +18,16 @@ def fresh_mlflow_store(tmp_path_factory, folder: Path) -> str:
         MlflowClient(f"sqlite:///{pristine}").search_experiments()  # the first query creates the schema
     shutil.copyfile(pristine, folder / "mlflow.db")
     return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+@contextlib.contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's global tracking URI set to ``uri`` for the block, as a user's ``MLFLOW_TRACKING_URI`` would be:
+    ``mlflow.pyfunc.load_model("models:/...")`` resolves names in that store."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import math
+import urllib.parse
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.helpers.mlflow_stores import using_tracking_uri
 from tests.helpers.toy_module import ToyRegression, toy_loader, toy_trainer
+from tests.helpers.toy_pyfunc import ToyPyfunc, toy_pyfunc
 from tuner_callbacks.contract import TAG_STUDY, TAG_TRIAL
 from tuner_callbacks.early_stopping import SmartEarlyStopping
 from tuner_callbacks.registry import ModelRegistry, Registry
+from tuner_callbacks.registry.pyfunc import PyfuncModel, save_pyfunc_model
 from tuner_callbacks.registry.tags import git_commit, hparam_tags, metric_tags
 
 
@@ -76,6 +80,7 @@ def test_without_an_mlflow_logger_the_callback_logs_to_its_own_finished_run(stor
     assert registry.client.get_experiment(run.info.experiment_id).name == "toy-own-run"
     assert version.source.startswith(str(store / "artifacts"))
     assert run.data.tags[TAG_TRIAL] == "7" and version.tags[TAG_STUDY] == "study"
+    assert not (Path(version.source) / "MLmodel").exists()  # without a pyfunc_model: a plain folder
     checkpoint = registry.download(version, tmp_path / "download")
     content = torch.load(checkpoint, weights_only=True)
     assert "optimizer_states" not in content  # weights only: smaller
@@ -121,6 +126,7 @@ def test_a_nan_metric_is_registered_at_the_end_but_never_becomes_champion(store)
         ({"alias": "3"}, "`alias` must be a name"),
         ({"model_name": ""}, "`model_name` must be a non-empty string, got ''"),
         ({"trial_number": "1"}, "`trial_number` must be an int or None, got '1'"),
+        ({"pyfunc_model": 3}, "`pyfunc_model` must be a callable .* got 3"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):
@@ -134,3 +140,59 @@ def test_tags_mask_secrets_and_keep_numbers():
     tags = hparam_tags({"learning_rate": 1e-3, "alerts": {"api_key": "abc"}, "model": {"dim": 4}})
     assert tags == {"hparam.learning_rate": "0.001", "hparam.alerts/api_key": "***", "hparam.model/dim": "4"}
     assert git_commit(tmp := Path("/")) == "unknown" and tmp.is_dir()
+
+
+# Versions as MLflow pyfunc models
+
+
+def version_files(version) -> dict[str, bytes]:
+    """Every file of a version's folder (a local artifact store), by its path in the folder."""
+    folder = Path(urllib.parse.urlparse(version.source).path)
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_with_a_pyfunc_model_each_version_is_an_mlflow_model_of_its_own_weights(store, tmp_path):
+    import mlflow
+    import pandas as pd
+
+    secrets = {"password": "hunter2", "url": "postgresql://user:s3cret@db/mlflow"}
+    fit_toy(store, "toy-pyfunc", [2.0, 1.0], pyfunc_model=toy_pyfunc, data_config={"size": 3, **secrets})
+    registry = Registry(uri(store))
+    champion = registry.resolve("toy-pyfunc@champion")
+    with using_tracking_uri(uri(store)):
+        model = mlflow.pyfunc.load_model("models:/toy-pyfunc@champion")
+        info = mlflow.models.get_model_info("models:/toy-pyfunc@champion")
+    weights = torch.load(registry.download(champion, tmp_path / "download"), weights_only=True)["state_dict"]
+    w, b = float(weights["layer.weight"]), float(weights["layer.bias"])
+    assert model.predict(pd.DataFrame({"x": [0.0, 1.0]}))["y"].tolist() == pytest.approx([b, w + b])
+    assert info.signature.inputs.input_names() == ["x"] and info.saved_input_example_info is not None
+    # The checkpoint and data config are the model's artifacts, where the tags say and where the CLI finds them.
+    files = version_files(champion)
+    assert champion.tags["checkpoint_file"] == "artifacts/model.ckpt" and "MLmodel" in files
+    assert files[champion.tags["checkpoint_file"]] == (tmp_path / "download" / "model.ckpt").read_bytes()
+    assert model.unwrap_python_model().data_config == {"size": 3, "password": "***",
+                                                       "url": "postgresql://user:***@db/mlflow"}
+    assert (tmp_path / "download" / "data.yaml").read_text() == files[champion.tags["data_config_file"]].decode()
+    # No secret of the data config, and not the store's URI (which may carry a password), in any file.
+    for secret in ("hunter2", "s3cret", uri(store)):
+        assert not [name for name, content in files.items() if secret.encode() in content], secret
+
+
+def test_a_hydra_config_of_the_pyfunc_model_is_instantiated():
+    from omegaconf import OmegaConf
+
+    callback = ModelRegistry("m", pyfunc_model=OmegaConf.create({"_target_": "tests.helpers.toy_pyfunc.ToyPyfunc"}))
+    assert isinstance(callback.pyfunc_model, ToyPyfunc)
+
+
+def test_a_pyfunc_model_that_takes_the_registrys_artifact_names_or_returns_something_else_is_named(tmp_path):
+    checkpoint = tmp_path / "model.ckpt"
+    checkpoint.write_bytes(b"weights")
+
+    def clashing(checkpoint, data_config):
+        return PyfuncModel(toy_pyfunc(checkpoint, data_config).python_model, artifacts={"checkpoint": str(checkpoint)})
+
+    with pytest.raises(ValueError, match=r"names artifacts \['checkpoint'\], which the registry reserves"):
+        save_pyfunc_model(clashing, tmp_path / "model", checkpoint, None)
+    with pytest.raises(TypeError, match="returned a dict, expected a PyfuncModel"):
+        save_pyfunc_model(lambda checkpoint, data_config: {}, tmp_path / "model", checkpoint, None)

@@ -11,6 +11,7 @@ _WHERE = {
     "ModelRegistry": "tuner_callbacks.registry.callback",
     **{name: "tuner_callbacks.registry.client" for name in
        ("ModelReference", "Registry", "RegistryError", "RegistryLookupError", "parse_reference")},
+    "PyfuncModel": "tuner_callbacks.registry.pyfunc",
 }
 
 __all__ = sorted(_WHERE)

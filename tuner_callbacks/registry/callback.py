@@ -5,6 +5,10 @@ works in a Trainer without ``ModelCheckpoint`` or with one that monitors another
 file that ``save_top_k`` is about to delete, it does not depend on the order in which the two callbacks run,
 and the file has no optimizer state (a third of the size for Adam). It is still a Lightning checkpoint with
 ``hyper_parameters``, so ``load_for_synthesis`` and ``LightningModule.load_from_checkpoint`` rebuild the model.
+
+With a ``pyfunc_model`` factory (:mod:`~tuner_callbacks.registry.pyfunc`) each version is an MLflow pyfunc model
+that ``mlflow.pyfunc.load_model("models:/NAME@ALIAS")`` loads and ``mlflow models serve`` serves; without one it
+is a plain folder of the checkpoint and ``data.yaml``, which the registry's commands read but MLflow cannot load.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing_extensions import override
 
 from tuner_callbacks import contract
 from tuner_callbacks.lightning_compat import lightning_bases
-from tuner_callbacks.mlflow_utils import find_mlflow_logger, logger_tracking_uri
+from tuner_callbacks.mlflow_utils import find_mlflow_logger, logger_tracking_uri, mask_secrets
 from tuner_callbacks.registry import tags as version_tags
 from tuner_callbacks.registry.client import (
     CHECKPOINT_FILE,
@@ -41,6 +45,7 @@ from tuner_callbacks.registry.client import (
     is_better,
     monitor_value,
 )
+from tuner_callbacks.registry.pyfunc import PyfuncModelFactory, pyfunc_factory, save_pyfunc_model
 from tuner_callbacks.stop_reason import get_stop_reason, stop_reason_tags
 
 REGISTER_ON = ("improvement", "end", "both")
@@ -51,7 +56,8 @@ class ModelRegistry(*lightning_bases("Callback")):
 
     Whenever ``monitor`` improves (after a validation) and when fitting ends, the callback saves a weights-only
     Lightning checkpoint, logs it (with ``data.yaml``, the data config, when given) as an artifact of the run,
-    and creates a new version of ``model_name`` from it. Each version is tagged with every metric logged at
+    and creates a new version of ``model_name`` from it: an MLflow pyfunc model when ``pyfunc_model`` says how
+    to load it, else a plain folder of the two files. Each version is tagged with every metric logged at
     that point (``metric.<name>``), the flattened hyper-parameters (``hparam.<name>``, secrets masked),
     ``monitor``/``monitor_value``/``mode``, ``global_step``, ``registered_on``, ``checkpoint_bytes``,
     ``git_commit``, in a sweep ``optuna.trial``/``optuna.study`` (as the trial's run), and on the version
@@ -79,11 +85,15 @@ class ModelRegistry(*lightning_bases("Callback")):
             ``sqlite:///outputs/mlflow.db``.
         register_on: ``"improvement"``, ``"end"`` or ``"both"``.
         trial_number, study_name: the Optuna trial this run is (``None`` outside a sweep).
-        data_config: the data config (a mapping or Hydra node), stored as ``data.yaml`` so that
+        data_config: the data config (a mapping or Hydra node), stored as ``data.yaml`` (secrets masked) so that
             ``python -m tuner_callbacks.registry compare`` can rebuild the validation set.
         experiment_name: the experiment of the callback's own run, when there is no MLFlowLogger.
         artifact_location: where that experiment keeps artifacts, if the callback creates it (``None``:
             MLflow's default, ``./mlruns`` under the working directory for a SQLite store).
+        pyfunc_model: ``factory(checkpoint, data_config) -> PyfuncModel`` (see
+            :mod:`~tuner_callbacks.registry.pyfunc`), or its Hydra config with ``_target_``: each version is then
+            saved as an MLflow pyfunc model with the checkpoint and data config among its artifacts. ``None``: a
+            plain folder, which MLflow cannot load as a model.
 
     Example:
         >>> registry = ModelRegistry("tacotron2-ljspeech", monitor="val/loss", alias="champion")
@@ -103,6 +113,7 @@ class ModelRegistry(*lightning_bases("Callback")):
         data_config: Mapping[str, Any] | None = None,
         experiment_name: str | None = None,
         artifact_location: str | None = None,
+        pyfunc_model: PyfuncModelFactory | Mapping[str, Any] | None = None,
     ):
         super().__init__()
         for name, value in (("model_name", model_name), ("monitor", monitor)):
@@ -119,9 +130,10 @@ class ModelRegistry(*lightning_bases("Callback")):
         self.model_name, self.monitor, self.mode, self.alias = model_name, monitor, mode, alias
         self.tracking_uri, self.register_on = tracking_uri, register_on
         self.trial_number, self.study_name = trial_number, study_name
-        self.data_config = version_tags.plain(data_config) if data_config is not None else None
+        self.data_config = mask_secrets(version_tags.plain(data_config)) if data_config is not None else None
         self.experiment_name = experiment_name or model_name
         self.artifact_location = artifact_location
+        self.pyfunc_model = pyfunc_factory(pyfunc_model)
         # State, checkpointed: a resumed run does not register a model worse than the one it had.
         self.best_score = math.inf if mode == "min" else -math.inf
         self.last_registered_step: int | None = None
@@ -227,13 +239,21 @@ class ModelRegistry(*lightning_bases("Callback")):
         registry, run_id = self._store(trainer)
         client = registry.client
         artifact_path = f"registry/{self.model_name}/step{trainer.global_step:08d}-{registered_on}"
-        client.log_artifact(run_id, str(checkpoint), artifact_path)
+        data_file = None
         if self.data_config is not None:
             from omegaconf import OmegaConf
 
             data_file = checkpoint.with_name(DATA_CONFIG_FILE)
             data_file.write_text(OmegaConf.to_yaml(OmegaConf.create(self.data_config)))
-            client.log_artifact(run_id, str(data_file), artifact_path)
+        file_tags = {}
+        if self.pyfunc_model is not None:
+            model_folder = checkpoint.parent / "pyfunc"
+            file_tags = save_pyfunc_model(self.pyfunc_model, model_folder, checkpoint, data_file)
+            client.log_artifacts(run_id, str(model_folder), artifact_path)
+        else:
+            for file in (checkpoint, data_file):
+                if file is not None:
+                    client.log_artifact(run_id, str(file), artifact_path)
         # The artifact folder's own URI (a local path, or the server's artifact URI), as MLflow's docs resolve
         # runs:/ URIs, but with this store rather than MLflow's global tracking URI.
         source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
@@ -249,7 +269,7 @@ class ModelRegistry(*lightning_bases("Callback")):
             TAG_MONITOR: self.monitor, TAG_MONITOR_VALUE: repr(value), TAG_MODE: self.mode,
             TAG_GLOBAL_STEP: str(trainer.global_step), TAG_REGISTERED_ON: registered_on,
             TAG_CHECKPOINT_BYTES: str(checkpoint.stat().st_size), TAG_ARTIFACT_PATH: artifact_path,
-            TAG_GIT_COMMIT: version_tags.git_commit(),
+            TAG_GIT_COMMIT: version_tags.git_commit(), **file_tags,
         }
         reason = get_stop_reason(trainer)
         if registered_on == "end" and reason is not None:

@@ -4,7 +4,9 @@ A version is named ``NAME@ALIAS`` or ``NAME/VERSION``, optionally with MLflow's 
 version registered by :class:`~tuner_callbacks.registry.callback.ModelRegistry` points at a folder of its
 MLflow run's artifacts holding ``model.ckpt`` (a weights-only Lightning checkpoint) and, when known,
 ``data.yaml`` (the data config it was validated on); its tags (see :mod:`~tuner_callbacks.registry.tags`)
-say which metric it was registered for and how good it was.
+say which metric it was registered for and how good it was. When the folder is an MLflow pyfunc model (see
+:mod:`~tuner_callbacks.registry.pyfunc`), the two files lie among its artifacts, where the tags
+``checkpoint_file`` and ``data_config_file`` say; without those tags they are at the top of the folder.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ TAG_CHECKPOINT_BYTES = "checkpoint_bytes"
 TAG_GLOBAL_STEP = "global_step"
 TAG_REGISTERED_ON = "registered_on"  # "improvement" or "end"
 TAG_GIT_COMMIT = "git_commit"
+TAG_CHECKPOINT_FILE = "checkpoint_file"  # the checkpoint's path inside the version's folder (default: model.ckpt)
+TAG_DATA_CONFIG_FILE = "data_config_file"  # ... and the data config's (default: data.yaml)
 METRIC_TAG_PREFIX = "metric."
 HPARAM_TAG_PREFIX = "hparam."
 
@@ -177,27 +181,32 @@ class Registry:
         return versions[number]
 
     def download(self, version: Any, destination: str | Path, include_data_config: bool = True) -> Path:
-        """Downloads a version's checkpoint (and ``data.yaml`` if it has one) into ``destination``; returns the
-        checkpoint's local path."""
+        """Downloads a version's checkpoint (and ``data.yaml`` if it has one) into ``destination`` as ``model.ckpt``
+        and ``data.yaml``, wherever they lie in the version's folder; returns the checkpoint's local path."""
         import mlflow.artifacts
         from mlflow.exceptions import MlflowException
 
         destination = Path(destination)
         destination.mkdir(parents=True, exist_ok=True)
         label = f"{version.name}/{version.version}"
-        names = [CHECKPOINT_FILE] + ([DATA_CONFIG_FILE] if include_data_config else [])
+        files = {CHECKPOINT_FILE: version.tags.get(TAG_CHECKPOINT_FILE, CHECKPOINT_FILE)}
+        if include_data_config:
+            files[DATA_CONFIG_FILE] = version.tags.get(TAG_DATA_CONFIG_FILE, DATA_CONFIG_FILE)
         source = urllib.parse.urlparse(version.source)
-        for file_name in names:
+        for file_name, stored in files.items():
             try:
                 if source.scheme in ("", "file"):  # a local artifact store: a copy, without MLflow's progress bars
-                    shutil.copyfile(Path(source.path) / file_name, destination / file_name)
+                    shutil.copyfile(Path(source.path) / stored, destination / file_name)
                 else:
-                    mlflow.artifacts.download_artifacts(artifact_uri=f"{version.source.rstrip('/')}/{file_name}",
-                                                        dst_path=str(destination), tracking_uri=self.tracking_uri)
+                    with tempfile.TemporaryDirectory(prefix="registry-download-") as scratch:
+                        local = mlflow.artifacts.download_artifacts(
+                            artifact_uri=f"{version.source.rstrip('/')}/{stored}", dst_path=scratch,
+                            tracking_uri=self.tracking_uri)
+                        shutil.move(local, destination / file_name)
             except (MlflowException, OSError) as error:
                 if file_name == DATA_CONFIG_FILE:
                     continue  # optional: versions registered without a data config
-                raise RegistryError(f"Version {label} has no readable checkpoint at {version.source}/{file_name} "
+                raise RegistryError(f"Version {label} has no readable checkpoint at {version.source}/{stored} "
                                     f"(were its artifacts deleted?): {error}") from error
         return destination / CHECKPOINT_FILE
 
