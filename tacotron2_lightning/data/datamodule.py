@@ -79,7 +79,8 @@ class Tacotron2DataModuleBase:
         min_text_length, max_text_length: filters on the number of symbols after cleaning.
         min_seconds, max_seconds: filters on audio duration.
         resample: resample audio at another rate on load; otherwise such a file is an error.
-        skip_bad: skip bad utterances (counted and logged) instead of failing before training.
+        skip_bad: skip malformed list lines and bad utterances (counted and logged) instead of failing before
+            training.
         cache_dir: where the built-in dataset and the mel cache live (default ``~/.cache/smart-tuner``).
         cache_mels: keep mels on disk; off recomputes them every epoch.
         mel_cache_dir: where the mels are cached (default ``<cache_dir>/mels``).
@@ -164,12 +165,13 @@ class Tacotron2DataModuleBase:
 
     def _read_sources(self) -> tuple[list[Utterance], list[Utterance] | None]:
         if self.train_filelist is not None:
-            train = read_filelist(self.train_filelist, self.audio_root)
-            val = read_filelist(self.val_filelist, self.audio_root) if self.val_filelist is not None else None
+            train = read_filelist(self.train_filelist, self.audio_root, skip_bad=self.skip_bad)
+            val = (read_filelist(self.val_filelist, self.audio_root, skip_bad=self.skip_bad)
+                   if self.val_filelist is not None else None)
             return train, val
         root = self.path if self.path is not None else ensure_builtin_dataset(
             self.cache_dir / "datasets", self.builtin, progress=False)
-        return read_ljspeech(root), None
+        return read_ljspeech(root, skip_bad=self.skip_bad), None
 
     def _split(self, items: list[CheckedUtterance]) -> tuple[list[CheckedUtterance], list[CheckedUtterance]]:
         count = int(self.val_size) if self.val_size >= 1 else max(1, round(self.val_size * len(items)))
