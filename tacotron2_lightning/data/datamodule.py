@@ -17,6 +17,7 @@ from tacotron2_lightning.audio import AudioConfig, MelSpectrogram, load_wav, res
 from tacotron2_lightning.data.builtin import BuiltinDatasetConfig, default_cache_root, ensure_builtin_dataset
 from tacotron2_lightning.data.collate import TextMelCollate
 from tacotron2_lightning.data.dataset import CheckedUtterance, TextMelDataset, inspect_utterances
+from tacotron2_lightning.data.loader import ResumableDataLoader
 from tacotron2_lightning.data.mel_cache import MelCache
 from tacotron2_lightning.data.sampler import LengthBucketBatchSampler
 from tacotron2_lightning.data.sources import DataError, Utterance, read_filelist, read_ljspeech
@@ -73,7 +74,8 @@ class Tacotron2DataModuleBase:
         audio: :class:`~tacotron2_lightning.audio.AudioConfig` or a mapping of its fields.
         n_frames_per_step: must equal the model's; mel lengths are padded to a multiple of it.
         batch_size, num_workers: as in ``DataLoader``.
-        bucketing: group utterances of similar length into batches (less padding); shuffled each epoch.
+        bucketing: group utterances of similar length into batches (less padding); shuffled each epoch, and
+            resumable mid-epoch (the training loader's position is in Lightning's checkpoints).
         bucket_size: how many length-sorted neighbours a bucket pools (default: the sampler's).
         seed: seed of the batch order.
         min_text_length, max_text_length: filters on the number of symbols after cleaning.
@@ -214,7 +216,8 @@ class Tacotron2DataModuleBase:
                 [item.n_frames for item in dataset.items], self.batch_size, bucket_size=self.bucket_size,
                 shuffle=train, seed=self.seed,
             )
-            return DataLoader(dataset, batch_sampler=sampler, **common)
+            # Resumable: a checkpoint taken mid-epoch continues the epoch with the batches it would have had.
+            return ResumableDataLoader(dataset, batch_sampler=sampler, **common)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=train, **common)
 
     def train_dataloader(self) -> DataLoader:
