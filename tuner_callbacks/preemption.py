@@ -61,6 +61,9 @@ class PreemptionCheckpoint(*lightning_bases("callbacks.Checkpoint")):
     it broadcasts from inside the handler, a collective call at whatever point each rank was, which ranks that
     are signalled at different moments cannot match. Instead, at every step the ranks agree (one all-reduce of
     a scalar) and all save at the same step -- the save is collective -- and all stop, whichever got the signal.
+    ``timeout`` and SLURM signal the whole process group, and PyTorch's DataLoader workers die of SIGTERM, failing
+    the step; give them ``worker_init_fn=lambda _: signal.signal(signal.SIGTERM, signal.SIG_IGN)`` (a named
+    function when workers are spawned) and they stop when the training process ends them.
 
     Args:
         dirpath: Folder of the checkpoint; None: the ModelCheckpoint's.

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import random
+import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
 from tacotron2_lightning.audio import AudioConfig, MelSpectrogram, load_wav, resample
@@ -43,6 +46,20 @@ class WavToMel:
 
     def __getstate__(self):
         return {"audio": self.audio, "_mel": None}
+
+
+def init_worker(worker_id: int) -> None:
+    """Leaves SIGTERM and Ctrl+C to the training process, and seeds the worker as Lightning would.
+
+    ``timeout`` and SLURM signal the whole process group: PyTorch's workers would die of it and fail the step
+    during which the training process saves its last checkpoint before stopping. Workers stop when the training
+    process shuts them down or exits. Setting ``worker_init_fn`` stops Lightning from adding its own, so its
+    seeding (``seed_everything(workers=True)``) is done here.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", "0")):
+        pl_worker_init_function(worker_id)
 
 
 class MelSource:
@@ -210,7 +227,7 @@ class Tacotron2DataModuleBase:
     def _loader(self, dataset: TextMelDataset, train: bool) -> DataLoader:
         collate = TextMelCollate(self.n_frames_per_step)
         common = {"collate_fn": collate, "num_workers": self.num_workers,
-                  "persistent_workers": self.num_workers > 0}
+                  "persistent_workers": self.num_workers > 0, "worker_init_fn": init_worker}
         if self.bucketing:
             sampler = LengthBucketBatchSampler(
                 [item.n_frames for item in dataset.items], self.batch_size, bucket_size=self.bucket_size,

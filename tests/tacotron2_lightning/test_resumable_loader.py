@@ -142,3 +142,29 @@ def test_lightning_resumes_mid_epoch_with_the_batches_of_the_uninterrupted_run(t
         resumed = fit(tmp_path, 15, num_workers, ckpt_path=tmp_path / "ckpt" / f"step={stopped_at}.ckpt",
                       package=package)
         assert resumed == uninterrupted[stopped_at:], f"resumed at step {stopped_at}"
+
+
+def test_the_datamodules_workers_leave_sigterm_to_the_training_process(tmp_path):
+    # `timeout` and SLURM signal the whole process group; a worker that died of it would fail the step.
+    import multiprocessing
+    import os
+    import signal
+
+    from tacotron2_lightning.data.datamodule import Tacotron2DataModule
+    from tests.helpers.data_factory import write_ljspeech
+
+    root = write_ljspeech(tmp_path / "lj", [f"utterance number {i}" for i in range(32)], seconds=[0.2] * 32)
+    data = Tacotron2DataModule(path=root, cache_dir=tmp_path / "cache", batch_size=2, val_size=2, num_workers=2)
+    data.setup("fit")
+    iterator = iter(data.train_dataloader())
+    first = next(iterator)
+    workers = multiprocessing.active_children()
+    assert len(workers) == 2
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGTERM)
+    rest = list(iterator)  # 15 batches, 4 of them prefetched: the workers' death would fail this
+    assert len(rest) == 14 and first[0].size(0) == 2
+    del iterator  # the loader shuts its workers down: they end as told, not of the signal
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [worker.exitcode for worker in workers] == [0, 0]
