@@ -20,7 +20,10 @@ class ResumableDataLoader(DataLoader):
     :class:`~tacotron2_lightning.data.sampler.LengthBucketBatchSampler`) whose state is the batch sampler's with
     the number of batches this loader handed out.
 
-    Built with the same arguments as a ``DataLoader`` (Lightning re-creates it with them under DDP).
+    Built with the same arguments as a ``DataLoader`` (Lightning re-creates it with them under DDP). A state taken
+    after an epoch's last batch resumes with the next epoch; with ``Trainer(limit_train_batches=...)`` the loader
+    cannot see where Lightning ends an epoch, so a checkpoint taken at the last batch of a shortened epoch resumes
+    with that epoch's remaining batches.
 
     Example:
         >>> loader = ResumableDataLoader(dataset, batch_sampler=LengthBucketBatchSampler(lengths, 16))  # doctest: +SKIP
