@@ -13,6 +13,7 @@ _WHERE = {
     "MetricHistory": "tuner_callbacks.history",
     "ModelRegistry": "tuner_callbacks.registry",
     "ParamScheduler": "tuner_callbacks.scheduling",
+    "PreemptionCheckpoint": "tuner_callbacks.preemption",
     "SmartEarlyStopping": "tuner_callbacks.early_stopping",
     "StepProgressBar": "tuner_callbacks.progress_bar",
     "StopReason": "tuner_callbacks.stop_reason",

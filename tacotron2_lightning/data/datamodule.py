@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import random
+import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
 from tacotron2_lightning.audio import AudioConfig, MelSpectrogram, load_wav, resample
 from tacotron2_lightning.data.builtin import BuiltinDatasetConfig, default_cache_root, ensure_builtin_dataset
 from tacotron2_lightning.data.collate import TextMelCollate
 from tacotron2_lightning.data.dataset import CheckedUtterance, TextMelDataset, inspect_utterances
+from tacotron2_lightning.data.loader import ResumableDataLoader
 from tacotron2_lightning.data.mel_cache import MelCache
 from tacotron2_lightning.data.sampler import LengthBucketBatchSampler
 from tacotron2_lightning.data.sources import DataError, Utterance, read_filelist, read_ljspeech
@@ -42,6 +46,20 @@ class WavToMel:
 
     def __getstate__(self):
         return {"audio": self.audio, "_mel": None}
+
+
+def init_worker(worker_id: int) -> None:
+    """Leaves SIGTERM and Ctrl+C to the training process, and seeds the worker as Lightning would.
+
+    ``timeout`` and SLURM signal the whole process group: PyTorch's workers would die of it and fail the step
+    during which the training process saves its last checkpoint before stopping. Workers stop when the training
+    process shuts them down or exits. Setting ``worker_init_fn`` stops Lightning from adding its own, so its
+    seeding (``seed_everything(workers=True)``) is done here.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", "0")):
+        pl_worker_init_function(worker_id)
 
 
 class MelSource:
@@ -73,13 +91,15 @@ class Tacotron2DataModuleBase:
         audio: :class:`~tacotron2_lightning.audio.AudioConfig` or a mapping of its fields.
         n_frames_per_step: must equal the model's; mel lengths are padded to a multiple of it.
         batch_size, num_workers: as in ``DataLoader``.
-        bucketing: group utterances of similar length into batches (less padding); shuffled each epoch.
+        bucketing: group utterances of similar length into batches (less padding); shuffled each epoch, and
+            resumable mid-epoch (the training loader's position is in Lightning's checkpoints).
         bucket_size: how many length-sorted neighbours a bucket pools (default: the sampler's).
         seed: seed of the batch order.
         min_text_length, max_text_length: filters on the number of symbols after cleaning.
         min_seconds, max_seconds: filters on audio duration.
         resample: resample audio at another rate on load; otherwise such a file is an error.
-        skip_bad: skip bad utterances (counted and logged) instead of failing before training.
+        skip_bad: skip malformed list lines and bad utterances (counted and logged) instead of failing before
+            training.
         cache_dir: where the built-in dataset and the mel cache live (default ``~/.cache/smart-tuner``).
         cache_mels: keep mels on disk; off recomputes them every epoch.
         mel_cache_dir: where the mels are cached (default ``<cache_dir>/mels``).
@@ -164,12 +184,13 @@ class Tacotron2DataModuleBase:
 
     def _read_sources(self) -> tuple[list[Utterance], list[Utterance] | None]:
         if self.train_filelist is not None:
-            train = read_filelist(self.train_filelist, self.audio_root)
-            val = read_filelist(self.val_filelist, self.audio_root) if self.val_filelist is not None else None
+            train = read_filelist(self.train_filelist, self.audio_root, skip_bad=self.skip_bad)
+            val = (read_filelist(self.val_filelist, self.audio_root, skip_bad=self.skip_bad)
+                   if self.val_filelist is not None else None)
             return train, val
         root = self.path if self.path is not None else ensure_builtin_dataset(
             self.cache_dir / "datasets", self.builtin, progress=False)
-        return read_ljspeech(root), None
+        return read_ljspeech(root, skip_bad=self.skip_bad), None
 
     def _split(self, items: list[CheckedUtterance]) -> tuple[list[CheckedUtterance], list[CheckedUtterance]]:
         count = int(self.val_size) if self.val_size >= 1 else max(1, round(self.val_size * len(items)))
@@ -206,13 +227,14 @@ class Tacotron2DataModuleBase:
     def _loader(self, dataset: TextMelDataset, train: bool) -> DataLoader:
         collate = TextMelCollate(self.n_frames_per_step)
         common = {"collate_fn": collate, "num_workers": self.num_workers,
-                  "persistent_workers": self.num_workers > 0}
+                  "persistent_workers": self.num_workers > 0, "worker_init_fn": init_worker}
         if self.bucketing:
             sampler = LengthBucketBatchSampler(
                 [item.n_frames for item in dataset.items], self.batch_size, bucket_size=self.bucket_size,
                 shuffle=train, seed=self.seed,
             )
-            return DataLoader(dataset, batch_sampler=sampler, **common)
+            # Resumable: a checkpoint taken mid-epoch continues the epoch with the batches it would have had.
+            return ResumableDataLoader(dataset, batch_sampler=sampler, **common)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=train, **common)
 
     def train_dataloader(self) -> DataLoader:

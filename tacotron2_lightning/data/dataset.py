@@ -16,8 +16,8 @@ import soundfile
 import torch
 
 from tacotron2_lightning.audio import AudioConfig
-from tacotron2_lightning.data.sources import DataError, Utterance
-from tacotron2_lightning.text import text_to_sequence
+from tacotron2_lightning.data.sources import DataError, Utterance, settle_problems
+from tacotron2_lightning.text import TextCleaningError, text_to_sequence
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ def _check_one(utterance: Utterance, cleaners: Sequence[str], audio: AudioConfig
     except Exception as error:  # libsndfile raises several types; all mean the same to the user here
         missing = not utterance.audio_path.is_file()
         return f"{where}: audio file {'is missing' if missing else f'is unreadable: {error}'}"
+    if info.frames == 0:
+        return f"{where}: audio is empty (0 samples)"
     if info.channels != 1:
         return f"{where}: audio has {info.channels} channels; expected mono"
     if info.samplerate != audio.sampling_rate and not resample:
@@ -49,7 +51,10 @@ def _check_one(utterance: Utterance, cleaners: Sequence[str], audio: AudioConfig
                 "(set resample=true to resample it on load)")
     if not utterance.text.strip():
         return f"{where}: text is empty"
-    sequence = text_to_sequence(utterance.text, list(cleaners))
+    try:
+        sequence = text_to_sequence(utterance.text, list(cleaners))
+    except TextCleaningError as error:
+        return f"{where}: text cannot be cleaned: {error}"
     if not sequence:
         return f"{where}: text {utterance.text!r} cleans to nothing"
     samples = round(info.frames * audio.sampling_rate / info.samplerate)
@@ -72,12 +77,7 @@ def inspect_utterances(
     for utterance in utterances:
         result = _check_one(utterance, cleaners, audio, resample)
         (problems if isinstance(result, str) else checked).append(result)
-    if problems:
-        listing = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        if not skip_bad:
-            raise DataError(f"{len(problems)} bad utterance(s) of {len(utterances)} "
-                            f"(set skip_bad=true to skip them):\n  {listing}")
-        log.warning("Skipping %d bad utterance(s) of %d:\n  %s", len(problems), len(utterances), "\n  ".join(problems))
+    settle_problems(problems, len(utterances), "bad utterance", skip_bad)
 
     kept, filtered = [], {"text too short": 0, "text too long": 0, "audio too short": 0, "audio too long": 0}
     for item in checked:

@@ -4,6 +4,10 @@ Padding a batch to its longest utterance wastes compute on every shorter one; wi
 spreads, random batches are roughly half padding. Bucketing (as in ESPnet, Coqui TTS and fairseq) shuffles
 the dataset, sorts pools of ``bucket_size`` neighbours by length, cuts each pool into batches and shuffles
 the batch order, so batches are nearly uniform in length while the training order stays random.
+
+The position in an epoch is state (``state_dict``/``load_state_dict``): a run resumed from a mid-epoch checkpoint
+sees exactly the batches it would have seen had it not stopped.
+:class:`~tacotron2_lightning.data.loader.ResumableDataLoader` carries that state into Lightning's checkpoints.
 """
 
 from __future__ import annotations
@@ -72,6 +76,13 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
     ``num_replicas``/``rank`` left as None are resolved at each ``__iter__``/``__len__``, because a
     DataLoader is often built before the process group exists.
 
+    Resuming mid-epoch: :meth:`state_dict` is ``{"epoch", "batches_done", ...}``, where ``batches_done`` counts
+    this rank's batches of the epoch handed out so far; after :meth:`load_state_dict`, iterations of that epoch
+    start at batch ``batches_done`` (until one of them is exhausted or another epoch is set), and a state taken
+    after an epoch's last batch continues with the next epoch. The epoch's order is computed when ``iter()`` is
+    called, so the ``DataLoader``'s own prefetching cannot see a later ``set_epoch``. A DataLoader prefetches
+    batches before the training loop takes them: save its count, not this one (``ResumableDataLoader`` does).
+
     Args:
         lengths: Length of each utterance (e.g. mel frames), indexed like the dataset.
         batch_size: Utterances per batch.
@@ -89,6 +100,10 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         >>> sampler = LengthBucketBatchSampler([5, 1, 4, 2, 3, 6], batch_size=2, shuffle=False)
         >>> list(sampler)
         [[1, 3], [4, 2], [0, 5]]
+        >>> resumed = LengthBucketBatchSampler([5, 1, 4, 2, 3, 6], batch_size=2, shuffle=False)
+        >>> resumed.load_state_dict({"epoch": 0, "batches_done": 1})
+        >>> list(resumed)
+        [[4, 2], [0, 5]]
         >>> loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler)  # doctest: +SKIP
     """
 
@@ -135,6 +150,9 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
+        self.epoch_start = 0  # the batch of the epoch at which the latest iteration began (> 0 when resumed)
+        self._batches_done = 0  # this rank's batches of `epoch` handed out, counting those skipped on resume
+        self._resume: dict[str, int] | None = None  # a loaded state, applied to iterations of its epoch
         self._injected = sampler
         self._remember_init_args(
             lengths=lengths, batch_size=batch_size, bucket_size=bucket_size, shuffle=shuffle, seed=seed,
@@ -178,7 +196,50 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         """Selects the epoch whose order the next ``__iter__`` yields (call on every rank, each epoch)."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer, got epoch={epoch!r}")
+        if epoch != self.epoch:
+            self._resume = None  # a loaded position belongs to its own epoch only
+            self._batches_done = 0
         self.epoch = epoch
+
+    def state_dict(self) -> dict[str, int]:
+        """Where this rank is: the epoch and how many of its batches of that epoch were handed out, plus what
+        that position depends on (seed, dataset size, world size), checked by :meth:`load_state_dict`'s resume."""
+        return {"epoch": self.epoch, "batches_done": self._batches_done, "seed": self.seed,
+                "size": len(self.lengths), "num_replicas": self.world()[0]}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continues from ``state`` (a :meth:`state_dict`): the next iteration of its epoch skips the batches
+        already done. The seed, size and world size are checked when iterating: a changed one is logged."""
+        for key in ("epoch", "batches_done"):
+            value = state.get(key) if isinstance(state, dict) else None
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"state[{key!r}] must be a non-negative integer, got {value!r} in {state!r}")
+        self.epoch = state["epoch"]
+        self._batches_done = state["batches_done"]
+        self._resume = dict(state)
+
+    def _resume_position(self, num_replicas: int, batch_count: int) -> int:
+        """The batch of this epoch at which the next iteration starts: the loaded position, adjusted or dropped
+        when what it depends on changed."""
+        resume = self._resume
+        if resume is None or resume["epoch"] != self.epoch:
+            return 0
+        if resume.get("seed", self.seed) != self.seed or resume.get("size", len(self.lengths)) != len(self.lengths):
+            logger.warning(
+                "Resuming epoch %d from its first batch: the checkpoint's position is for seed=%s and %s "
+                "utterances, this run has seed=%s and %d", self.epoch, resume.get("seed"), resume.get("size"),
+                self.seed, len(self.lengths))
+            return 0
+        done = resume["batches_done"]
+        saved_replicas = resume.get("num_replicas", num_replicas)
+        if saved_replicas != num_replicas:
+            # Every rank took as many batches from one global order: go on from the same global position.
+            converted = min(done * saved_replicas // num_replicas, batch_count)
+            logger.warning("Resuming epoch %d on %d ranks from a checkpoint of %d: batch %d of this rank's %d "
+                           "(%d per rank were done)", self.epoch, num_replicas, saved_replicas, converted,
+                           batch_count, done)
+            return converted
+        return done
 
     def world(self) -> tuple[int, int]:
         """``(num_replicas, rank)`` in effect now: explicit arguments, else Lightning's injected sampler,
@@ -221,8 +282,7 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
             return count - count % num_replicas
         return math.ceil(count / num_replicas) * num_replicas
 
-    def __iter__(self) -> Iterator[list[int]]:
-        num_replicas, rank = self.world()
+    def _rank_batches(self, num_replicas: int, rank: int) -> list[list[int]]:
         batches = self._global_batches()
         wanted = self._even_count(len(batches), num_replicas)
         if wanted > len(batches):
@@ -230,7 +290,24 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
                          self.epoch, wanted - len(batches), len(batches), num_replicas)
         # Modulo, not a slice: with fewer batches than ranks a batch may have to repeat more than once.
         batches = [batches[i % len(batches)] for i in range(wanted)]
-        yield from batches[rank::num_replicas]
+        return batches[rank::num_replicas]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        num_replicas, rank = self.world()
+        batches = self._rank_batches(num_replicas, rank)
+        start = self._resume_position(num_replicas, len(batches))
+        if start and start >= len(batches):  # saved after the epoch's last batch: the next epoch is due
+            self.set_epoch(self.epoch + 1)
+            batches, start = self._rank_batches(num_replicas, rank), 0
+        # Set now, not at the first next(): a DataLoader creates iterators it never runs.
+        self.epoch_start = self._batches_done = start
+        return self._hand_out(batches, start)
+
+    def _hand_out(self, batches: list[list[int]], start: int) -> Iterator[list[int]]:
+        for batch in batches[start:]:
+            self._batches_done += 1
+            yield batch
+        self._resume = None  # the resumed epoch is over: a later pass over the same epoch number is whole
 
     def __len__(self) -> int:
         num_replicas, _ = self.world()
