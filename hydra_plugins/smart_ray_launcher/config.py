@@ -21,8 +21,8 @@ class RayConf:
         "include_dashboard": False,
     })
     # Keyword arguments of ray.remote for each job: the resources one trial reserves (a Ray task starts once they are
-    # free). max_retries 0: a job whose worker died is a FAIL for the sweeper (stale_trials=requeue reruns it), not a
-    # silent second run of the same trial over its first one's reports.
+    # free). max_retries 0: a job whose worker died (OOM killer, lost node) fails, with Ray's reason; a second run of
+    # the same trial would report over its first run's values.
     remote: dict[str, Any] = field(default_factory=lambda: {"num_cpus": 1, "num_gpus": 0, "max_retries": 0})
 
 

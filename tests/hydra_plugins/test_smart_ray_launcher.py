@@ -3,6 +3,7 @@ from inside the Ray workers, each slot starting its next trial as soon as its ow
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -19,6 +20,7 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from tests.helpers.train_configs import ROOT
 from tests.hydra_plugins.test_sweeper import load, states, sweep
 
 ray = pytest.importorskip("ray", reason="the `distributed` extra (and `dev`) installs Ray")
@@ -40,7 +42,7 @@ def ray_cluster(shared_cache):
            # Ray swaps 127.0.0.1 for the machine's address unless multi-node is off: this cluster stays on loopback.
            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            # The workers are the head node's children: they import the project and find the dataset through it.
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
            "SMART_TUNER_CACHE": str(shared_cache)}
     port = free_port()
     folder = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 characters
@@ -122,3 +124,25 @@ def test_trials_run_as_ray_tasks_in_continuous_slots_and_a_bad_one_is_pruned_fro
                for t in study.trials]
     assert len(set(job_ids)) == 3
     assert all(ray.TaskID(bytes.fromhex(job_id)).hex() == job_id for job_id in job_ids)
+
+
+
+@pytest.mark.slow
+def test_without_an_address_ray_starts_on_this_machine_and_a_job_whose_worker_dies_fails_alone_once(tmp_path):
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    app = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "helpers" / "scripts" / "ray_jobs_app.py"), "-m",
+         "hydra/launcher=smart_ray", "hydra.launcher.ray.init.num_cpus=2",
+         "hydra.launcher.ray.init.object_store_memory=80000000", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+         "crash=false,true"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output, _ = app.communicate(timeout=600)
+    # Hydra's basic sweeper raises the failed job's error once the launch returns: after the other job finished.
+    assert app.returncode != 0
+    assert "Job #1 did not run to its end in Ray: WorkerCrashedError" in output, output[-3000:]
+    ran = json.loads((tmp_path / "sweep" / "0" / "job.json").read_text())
+    assert ran["cpus"] == 2  # the cluster ray.init started, of hydra.launcher.ray.init.num_cpus
+    assert ran["pid"] != app.pid and ray.TaskID(bytes.fromhex(ran["job_id"])).hex() == ran["job_id"]
+    # max_retries 0: the crashed job ran once, not again over its own trial.
+    assert len((tmp_path / "sweep" / "1" / "attempts").read_text().split()) == 1
+    assert not (tmp_path / "sweep" / "1" / "job.json").exists()
