@@ -1,10 +1,12 @@
-"""``hydra/launcher=smart_ray``: a sweep's trials as Ray tasks on a Ray cluster the test starts on 127.0.0.1, pruned
-from inside the Ray workers, each slot starting its next trial as soon as its own ends."""
+"""``hydra/launcher=smart_ray``: its config; a sweep's trials as Ray tasks on a Ray cluster the test starts on
+127.0.0.1, pruned from inside the Ray workers, each slot starting its next trial as soon as its own ends; and, without
+an address, a cluster of its own on this machine, where a job whose worker dies fails alone."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -17,13 +19,19 @@ from pathlib import Path
 
 import optuna
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.plugins import Plugins
+from hydra.plugins.launcher import Launcher
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from tests.helpers.train_configs import ROOT
+from tests.helpers.train_configs import CONF, ROOT
 from tests.hydra_plugins.test_sweeper import load, states, sweep
 
 ray = pytest.importorskip("ray", reason="the `distributed` extra (and `dev`) installs Ray")
+
+from hydra_plugins.smart_ray_launcher._impl import RayJobs, RayLauncherError  # noqa: E402 (imports Ray)
 
 START_DEADLINE_S = 180  # a loaded machine three times slower than ours still has its head node up by then
 
@@ -32,6 +40,33 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_the_launcher_is_found_and_takes_hydra_ray_launchers_layout_leaving_out_nulls():
+    assert "SmartRayLauncher" in [plugin.__name__ for plugin in Plugins.instance().discover(Launcher)]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("train", overrides=["hydra/launcher=smart_ray", "hydra.launcher.ray.init.address=auto",
+                                              "+hydra.launcher.ray.init.runtime_env.env_vars.SMART_TUNER_CACHE=/c",
+                                              "hydra.launcher.ray.remote.num_gpus=1"], return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+    jobs = RayJobs(cfg.hydra.launcher.ray)
+    assert jobs.init_kwargs == {"address": "auto", "include_dashboard": False,
+                                "runtime_env": {"env_vars": {"SMART_TUNER_CACHE": "/c"}}}
+    assert jobs.remote_kwargs == {"num_cpus": 1, "num_gpus": 1, "max_retries": 0}
+
+
+@pytest.mark.parametrize(("settings", "named"), [
+    ("local", "hydra.launcher.ray must be"),
+    ({"init": {}, "remote": {}, "runtime_env": {}}, "got ['runtime_env']"),
+    ({"init": "auto"}, "hydra.launcher.ray.init must be a dict"),
+    ({"remote": [1]}, "hydra.launcher.ray.remote must be a dict"),
+])
+def test_settings_that_cannot_work_are_refused_naming_the_key(settings, named):
+    with pytest.raises(RayLauncherError, match=re.escape(named)):
+        RayJobs(OmegaConf.create({"ray": settings}).ray if isinstance(settings, dict) else settings)
 
 
 @pytest.fixture
