@@ -33,6 +33,7 @@ ray = pytest.importorskip("ray", reason="the `distributed` extra (and `dev`) ins
 
 from hydra_plugins.smart_ray_launcher._impl import RayJobs, RayLauncherError  # noqa: E402 (imports Ray)
 
+APP = ROOT / "tests" / "helpers" / "scripts" / "ray_jobs_app.py"  # jobs that say where they ran
 START_DEADLINE_S = 180  # a loaded machine three times slower than ours still has its head node up by then
 
 
@@ -69,22 +70,23 @@ def test_settings_that_cannot_work_are_refused_naming_the_key(settings, named):
         RayJobs(OmegaConf.create({"ray": settings}).ray if isinstance(settings, dict) else settings)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_cluster(shared_cache):
     """A one-node Ray cluster of 2 CPUs on 127.0.0.1 (``ray start --head``) and the environment that reaches it:
-    ``(address, env)``. Token authentication on, with a token of its own; stopped (its process group) after."""
+    ``(address, Ray Client's ray:// address, env)``. Token authentication on, with a token of its own; stopped (its
+    process group) after the module."""
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
            # Ray swaps 127.0.0.1 for the machine's address unless multi-node is off: this cluster stays on loopback.
            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            # The workers are the head node's children: they import the project and find the dataset through it.
            "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
            "SMART_TUNER_CACHE": str(shared_cache)}
-    port = free_port()
+    port, client_port = free_port(), free_port()
     folder = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 characters
     command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--disable-usage-stats",
                "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
                "--object-store-memory=80000000", "--include-dashboard=false", f"--temp-dir={folder}",
-               f"--ray-client-server-port={free_port()}", f"--dashboard-port={free_port()}",
+               f"--ray-client-server-port={client_port}", f"--dashboard-port={free_port()}",
                f"--dashboard-agent-listen-port={free_port()}"]
     head = subprocess.Popen(command, cwd=folder, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
@@ -97,7 +99,7 @@ def ray_cluster(shared_cache):
             if time.monotonic() > deadline:
                 pytest.fail(f"the Ray head node at {address} did not answer within {START_DEADLINE_S} s")
             time.sleep(2)
-        yield address, env
+        yield address, f"ray://127.0.0.1:{client_port}", env
     finally:
         _stop(head, folder)
 
@@ -132,7 +134,7 @@ def _stop(head: subprocess.Popen, folder: str) -> None:
 @pytest.mark.slow
 def test_trials_run_as_ray_tasks_in_continuous_slots_and_a_bad_one_is_pruned_from_its_worker(tmp_path, shared_cache,
                                                                                               ray_cluster):
-    address, env = ray_cluster
+    address, _, env = ray_cluster
     (tmp_path / "outputs" / "sweeps" / "search").mkdir(parents=True)
     study = optuna.create_study(study_name="search", storage=f"sqlite:///{tmp_path}/outputs/sweeps/search/optuna.db")
     # Trials 0 and 1 run side by side, one short and one long; trial 2 takes the first slot that frees, and its learning
@@ -166,12 +168,17 @@ def test_trials_run_as_ray_tasks_in_continuous_slots_and_a_bad_one_is_pruned_fro
 def test_without_an_address_ray_starts_on_this_machine_and_a_job_whose_worker_dies_fails_alone_once(tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    folder = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's session files, not /tmp/ray's shared ones
     app = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "helpers" / "scripts" / "ray_jobs_app.py"), "-m",
+        [sys.executable, str(APP), "-m",
          "hydra/launcher=smart_ray", "hydra.launcher.ray.init.num_cpus=2",
-         "hydra.launcher.ray.init.object_store_memory=80000000", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-         "crash=false,true"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output, _ = app.communicate(timeout=600)
+         "hydra.launcher.ray.init.object_store_memory=80000000", f"+hydra.launcher.ray.init._temp_dir={folder}",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}", "crash=false,true"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = app.communicate(timeout=600)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     # Hydra's basic sweeper raises the failed job's error once the launch returns: after the other job finished.
     assert app.returncode != 0
     assert "Job #1 did not run to its end in Ray: WorkerCrashedError" in output, output[-3000:]
@@ -181,3 +188,16 @@ def test_without_an_address_ray_starts_on_this_machine_and_a_job_whose_worker_di
     # max_retries 0: the crashed job ran once, not again over its own trial.
     assert len((tmp_path / "sweep" / "1" / "attempts").read_text().split()) == 1
     assert not (tmp_path / "sweep" / "1" / "job.json").exists()
+
+
+@pytest.mark.slow
+def test_a_driver_on_another_machine_reaches_the_cluster_through_ray_client(tmp_path, ray_cluster):
+    _, client_address, env = ray_cluster
+    done = subprocess.run(
+        [sys.executable, str(APP), "-m", "hydra/launcher=smart_ray",
+         f"hydra.launcher.ray.init.address={client_address}", f"hydra.sweep.dir={tmp_path / 'sweep'}", "crash=false"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ran = json.loads((tmp_path / "sweep" / "0" / "job.json").read_text())
+    assert ran["cpus"] == 2  # the head node's, not a cluster of the driver's own
+    assert ray.TaskID(bytes.fromhex(ran["job_id"])).hex() == ran["job_id"]
