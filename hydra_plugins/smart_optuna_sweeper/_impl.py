@@ -97,11 +97,12 @@ class SmartOptunaSweeperImpl(Sweeper):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
+        # Hydra sets its HydraConfig per job, not before the sweep starts; the sweep folder (and the MLflow URI
+        # read at the end) may use ${hydra:runtime.cwd}, as conf/paths/default.yaml does, and so may the launcher's
+        # config (submitit's folder is under hydra.sweep.dir).
+        HydraConfig.instance().set_config(config)
         self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
                                                                 task_function=task_function)
-        # Hydra sets its HydraConfig per job, not before the sweep starts; the sweep folder (and the MLflow URI
-        # read at the end) may use ${hydra:runtime.cwd}, as conf/paths/default.yaml does.
-        HydraConfig.instance().set_config(config)
         self.sweep_dir = Path(config.hydra.sweep.dir).absolute()
 
     # -- building blocks -------------------------------------------------------------------------------------
