@@ -5,8 +5,9 @@
 - :func:`redact_url`: a URL with its password masked, for screens, logs, reports and tags.
 - :func:`flatten_for_params`: a nested config as run parameters, secrets masked.
 - :func:`mask_secrets`: a nested config with its secrets masked, nesting kept.
+- :func:`prepare_sqlite_store`: a new SQLite store's tables, made once under a lock.
 
-Nothing here imports MLflow or Lightning: the watch and report commands start without them.
+Nothing here imports MLflow or Lightning at import time: the watch and report commands start without them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 # Where a project run keeps its MLflow store (conf/paths/default.yaml) when started from the repository root.
@@ -25,6 +27,26 @@ _MLFLOW_LOGGER_MODULES = ("pytorch_lightning.loggers.mlflow", "lightning.pytorch
 _USERINFO = re.compile(r"(?<=://)([^/\s]+)@")  # postgresql://USER:PASSWORD@host/db
 _SECRET_KEY = re.compile(r"token|secret|password|api_key", re.IGNORECASE)
 MASK = "***"
+
+
+def prepare_sqlite_store(uri: str) -> None:
+    """Creates the tables of a SQLite tracking store under a file lock; other URIs are left alone.
+
+    MLflow creates a new SQLite store's tables when a client first opens it, without a lock: processes opening a
+    new store together (the trials of a parallel sweep) race, and all but one fail with "table ... already
+    exists". Opening it here first, one process at a time, leaves them nothing to create.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    import fcntl  # POSIX; the project's machines are
+
+    from mlflow.tracking import MlflowClient
+
+    path = Path(uri.removeprefix("sqlite:///"))  # sqlite:////abs/x.db -> /abs/x.db; sqlite:///rel.db -> rel.db
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".init-lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:

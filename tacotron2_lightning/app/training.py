@@ -19,7 +19,13 @@ from tacotron2_lightning.app.config_validation import ConfigError, validate_conf
 from tacotron2_lightning.checkpoint import load_nvidia_checkpoint
 from tacotron2_lightning.lightning_compat import classes_in_every_package
 from tuner_callbacks import contract
-from tuner_callbacks.mlflow_utils import find_mlflow_logger, flatten_for_params, logger_tracking_uri, redact_url
+from tuner_callbacks.mlflow_utils import (
+    find_mlflow_logger,
+    flatten_for_params,
+    logger_tracking_uri,
+    prepare_sqlite_store,
+    redact_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +184,13 @@ def _record_trial(cfg: DictConfig, summary: dict[str, Any], media: Mapping[str, 
         log.warning("Could not record the run in trial %s of study %s: %s", trial.number, trial.study_name, error)
 
 
+def _tracking_uris(cfg: DictConfig) -> set[str]:
+    """The MLflow stores the run's loggers and callbacks name (``tracking_uri`` keys)."""
+    nodes = [*(cfg.get("logger") or {}).values(), *(cfg.get("callbacks") or {}).values()]
+    return {str(node["tracking_uri"]) for node in nodes
+            if isinstance(node, DictConfig) and node.get("tracking_uri") is not None}
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Trains as configured; returns (final metrics, the objects built, plus a ``summary`` dict)."""
     validate_config(cfg)
@@ -190,6 +203,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if cfg.get("init_from"):
         report = load_nvidia_checkpoint(module.model, cfg.init_from, ignore_layers=list(cfg.get("ignore_layers", [])))
         log.info("Warm start from %s (kept fresh: %s)", cfg.init_from, report["ignored"] or "nothing")
+    for uri in _tracking_uris(cfg):
+        prepare_sqlite_store(uri)  # parallel trials would race to create a new store's tables
     callbacks = instantiate_group(cfg.get("callbacks"))
     _tag_trial_run(cfg)
     loggers = instantiate_group(cfg.get("logger"))

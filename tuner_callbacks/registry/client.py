@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner_callbacks.mlflow_utils import resolve_tracking_uri
+from tuner_callbacks.mlflow_utils import prepare_sqlite_store, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class Registry:
             raise RegistryError(f"No MLflow database at {database} (tracking URI {self.tracking_uri!r}); pass the "
                                 "store the runs were logged to (--tracking-uri or MLFLOW_TRACKING_URI)")
         if database is not None and create:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            prepare_sqlite_store(self.tracking_uri)  # a sweep's parallel trials may open a new store together
         # The registry lives in the same store as the runs: a SQLite file or a tracking server hold both.
         self.client = MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
 
