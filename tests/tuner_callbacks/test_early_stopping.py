@@ -403,7 +403,15 @@ def test_config_file_builds_the_callback_with_its_tacotron2_defaults():
     assert isinstance(callback, SmartEarlyStopping)
     assert (callback.monitor, callback.mode, callback.patience) == ("val/loss", "min", 10)
     assert callback.divergence == {"factor": 3.0}
-    assert callback.floor == {"monitor": "val/alignment_score", "min_value": 0.25, "after_steps": 5000, "patience": 2}
+    floor = callback.floor
+    assert (floor["monitor"], floor["min_value"], floor["after_steps"]) == ("val/alignment_score", 0.25, 5000)
+    # The alignment guard of the same defaults judges the same failure and gets its roll-backs first: it stops the
+    # run itself after (max_recoveries + 1) * patience failed validations, before the floor would.
+    guard = instantiate(OmegaConf.load(ROOT / "conf/callbacks/alignment_guard.yaml").alignment_guard,
+                        snapshot_dir=None)
+    assert (guard.monitor, guard.threshold, guard.warmup_steps) == (floor["monitor"], floor["min_value"],
+                                                                    floor["after_steps"])
+    assert floor["patience"] > (guard.max_recoveries + 1) * guard.patience
 
 
 @pytest.mark.parametrize(("min_value", "expected"), [(1.01, (3, "below_floor")), (0.0, (None, None))])
