@@ -95,6 +95,7 @@ def train(voice: Voice, folder: Path, args: argparse.Namespace) -> tuple[list[tu
     done = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=folder, env=env,
                           capture_output=True, text=True)
     total = time.time() - started
+    (folder / "train.log").write_text(done.stdout + done.stderr, encoding="utf-8")
     if done.returncode != 0:
         raise RuntimeError(f"training on {voice} failed:\n{done.stderr[-4000:]}")
     checkpoints = []
@@ -145,6 +146,8 @@ def main() -> None:
     parser.add_argument("--heldout-size", type=int, default=16, help="held-out utterances per voice")
     parser.add_argument("--override", nargs="*", default=[], help="Hydra overrides for every training run")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the runs (checkpoints, train.log) in this folder instead of a temporary one")
     args = parser.parse_args()
     if args.unseen.name in {voice.name for voice in args.train}:
         parser.error(f"--unseen {args.unseen} is one of the training voices")
@@ -152,10 +155,11 @@ def main() -> None:
 
     print(f"default recipe, {args.max_steps} steps, seed {args.seed}" +
           (f", overrides: {' '.join(args.override)}" if args.override else ""), flush=True)
-    header = (f"{'trained on':<16} {'step':>5} {'wall s':>7}  {'held out':<22} {'error ratio':>11} "
+    header = (f"{'trained on':<16} {'step':>5} {'wall s':>7}  {'held out':<28} {'error ratio':>11} "
               f"{'error (sym)':>11} {'gate stop':>9} {'duration':>8}")
     finals: dict[tuple[str, str], Judged] = {}
     with tempfile.TemporaryDirectory(prefix="alignment-quality-") as tmp:
+        tmp = args.keep or tmp
         for voice in args.train:
             sets = {f"{voice} (same voice)": held_out(voice, args), f"{args.unseen} (unseen)": held_out(args.unseen,
                                                                                                       args)}
@@ -165,7 +169,7 @@ def main() -> None:
                 for name, utterances in sets.items():
                     judged = judge(checkpoint, utterances, args.seed)
                     finals[str(voice), name] = judged
-                    print(f"{voice!s:<16} {step:>5} {seconds:>7.0f}  {name:<22} {judged.ratio:>11.2f} "
+                    print(f"{voice!s:<16} {step:>5} {seconds:>7.0f}  {name:<28} {judged.ratio:>11.2f} "
                           f"{judged.error:>11.2f} {judged.stop:>9.2f} {judged.duration:>8.2f}", flush=True)
     print(f"\ngoal (issue 18, voices other than {TUNED_VOICE}, at the last step): error ratio <= {GOAL['ratio']}, "
           f"gate stop >= {GOAL['stop']:.0%}, duration {GOAL['duration'][0]}-{GOAL['duration'][1]}")

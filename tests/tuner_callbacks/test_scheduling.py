@@ -157,8 +157,9 @@ def _spec(target="module.loss_weight", **arguments):
     ({"schedules": {"a": _spec(strategy="sequential", phases=[
         {"strategy": "constant", "start": 1, "steps": 2}, {"strategy": "plateau", "monitor": "val/loss"}])}},
      ["phases[1]", "plateau"]),
-    ({"schedules": {"a": _spec(strategy="constant", start=1, start_when={"monitor": "m", "threshold": 1,
-                                                                         "mode": "avg"})}}, ["start_when.mode", "'avg'"]),
+    ({"schedules": {"a": _spec(strategy="constant", start=1,
+                               start_when={"monitor": "m", "threshold": 1, "mode": "avg"})}},
+     ["start_when.mode", "'avg'"]),
     ({"schedules": {"a": _spec(strategy="constant", start=1, start_when={"threshold": 1})}}, ["start_when.monitor"]),
     ({"schedules": {"a": _spec(strategy="constant", start=1, start_when={"monitor": "m", "threshold": "x"})}},
      ["start_when.threshold", "'x'"]),
