@@ -133,7 +133,7 @@ def held_out(seed: int, args: argparse.Namespace) -> list[tuple[torch.Tensor, to
 def judge(checkpoint: Path, utterances: list, steps: int, seed: int) -> Judged:
     module = load_for_synthesis(checkpoint)
     r = module.config.n_frames_per_step
-    text, input_lengths, mel, _, output_lengths = TextMelCollate(r)(utterances)
+    text, input_lengths, mel, _, output_lengths = TextMelCollate(r)(utterances)[:5]  # word timings unused
     torch.manual_seed(seed)  # the prenet's dropout stays on at inference, as in NVIDIA's synthesis
     caps = decoder_steps(2 * output_lengths, r)  # each utterance is lost at twice its recording's length
     with torch.no_grad():

@@ -2,7 +2,7 @@
 
 ``alignments`` are (B, S, N): for each of S decoder steps, the attention weights over N text positions.
 Each measure takes the valid lengths so padding never counts; each returns a 0-dim float tensor, the
-mean over utterances of the per-utterance value.
+mean over utterances of the per-utterance value (the word-timing errors: the mean over words).
 """
 
 from __future__ import annotations
@@ -91,3 +91,54 @@ def mel_cepstral_distortions(predicted: Tensor, produced_lengths: Tensor, target
               for i in range(predicted.size(0))]
     return torch.tensor(values, dtype=torch.float32)
 
+
+def word_position_errors(alignments: Tensor, word_timings: Tensor, input_lengths: Tensor, output_lengths: Tensor,
+                         n_frames_per_step: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+    """How far the attention is from each word when the audio starts speaking it, and how far a clock would be.
+
+    At each word's first mel frame ``f`` (decoder step ``f // n_frames_per_step``), the attention's expected
+    encoder position ``sum_i i * a_i`` is compared with the word's symbol index; so is the constant-rate line
+    ``f / n_frames * n_symbols`` that a model knowing nothing of timing would draw.
+
+    Args:
+        alignments: (B, S, N) teacher-forced attention.
+        word_timings: (B, W, 2) long (symbol index of the word's first symbol, its first mel frame); rows padded
+            with -1 (see :class:`~tacotron2_lightning.data.collate.TextMelCollate`).
+        input_lengths: (B,) symbols per utterance.
+        output_lengths: (B,) mel frames per utterance.
+        n_frames_per_step: frames per decoder step.
+
+    Returns:
+        (attention_errors, line_errors, valid): (B, W) absolute distances in symbols (0 where not valid) and the
+        (B, W) mask of real words inside the utterance's lengths.
+    """
+    batch, steps, n_text = alignments.shape
+    symbol, frame = word_timings[..., 0], word_timings[..., 1]
+    valid = ((symbol >= 0) & (frame >= 0) & (symbol < input_lengths.unsqueeze(1))
+             & (frame < output_lengths.unsqueeze(1)))
+    symbol, frame = symbol.clamp(min=0).float(), frame.clamp(min=0)
+    weights = alignments.float() * lengths_to_mask(input_lengths, n_text).unsqueeze(1)
+    positions = torch.arange(n_text, device=alignments.device, dtype=torch.float32)
+    expected = (weights * positions).sum(2) / weights.sum(2).clamp(min=1e-12)  # (B, S)
+    at_word = expected.gather(1, (frame // n_frames_per_step).clamp(max=steps - 1))
+    line = frame.float() / output_lengths.float().clamp(min=1).unsqueeze(1) * input_lengths.float().unsqueeze(1)
+    zero = torch.zeros((), device=alignments.device)
+    return ((at_word - symbol).abs().where(valid, zero), (line - symbol).abs().where(valid, zero), valid)
+
+
+def alignment_error(alignments: Tensor, word_timings: Tensor, input_lengths: Tensor, output_lengths: Tensor,
+                    n_frames_per_step: int = 1) -> Tensor:
+    """Mean over the batch's words of :func:`word_position_errors`' attention error, in symbols (NaN without
+    words): 0 when the attention is on each word as the audio starts it."""
+    errors, _, valid = word_position_errors(alignments, word_timings, input_lengths, output_lengths,
+                                            n_frames_per_step)
+    return errors.sum() / valid.sum()
+
+
+def alignment_error_ratio(alignments: Tensor, word_timings: Tensor, input_lengths: Tensor, output_lengths: Tensor,
+                          n_frames_per_step: int = 1) -> Tensor:
+    """:func:`alignment_error` over the same error of the constant-rate line: 1.0 locates words no better than a
+    clock; below 1 the attention knows where the audio pauses and changes pace (NaN without words)."""
+    errors, line, _ = word_position_errors(alignments, word_timings, input_lengths, output_lengths,
+                                           n_frames_per_step)
+    return errors.sum() / line.sum()

@@ -1,12 +1,14 @@
 """Tacotron2Module: NVIDIA's Tacotron2 training recipe as a LightningModule, plus TTS health metrics.
 
 Batches are NVIDIA's collate layout ``(text_padded, input_lengths, mel_padded, gate_padded,
-output_lengths)``. Metric names are the project's shared language (see the README): ``train/loss``,
+output_lengths)``, optionally followed by ``word_timings`` (validation batches of data with ``timings.json``, such as
+the built-in dataset). Metric names are the project's shared language (see the README): ``train/loss``,
 ``val/loss`` (NVIDIA's loss), ``val/mel_loss``, ``val/gate_loss``, ``val/alignment_score``,
 ``val/diagonality``, ``val/monotonicity``, and from free-running synthesis of a few validation utterances
 ``val/gate_stop_rate``, ``val/inference_diagonality``, ``val/duration_ratio`` (median synthesised over true
 frames; ``val/duration_ratio_iqr`` its spread) and ``val/mcd_dtw`` (mel cepstral distortion against the
-recordings after DTW, dB).
+recordings after DTW, dB), and with word timings ``val/alignment_error`` and ``val/alignment_error_ratio``
+(teacher-forced attention against the true word onsets, see :func:`tacotron2_lightning.health.word_position_errors`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from tacotron2_lightning.dataclass_config import as_dataclass
 from tacotron2_lightning.loss import guided_attention_loss, tacotron2_loss, weighted_gate_loss
 from tacotron2_lightning.model import Tacotron2, decoder_steps
 
-Batch = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
+Batch = tuple[Tensor, ...]  # NVIDIA's five tensors, then word_timings when the data has them
 
 
 class Tacotron2ModuleBase:
@@ -104,6 +106,8 @@ class Tacotron2ModuleBase:
         self.health_cap_ratio = health_cap_ratio
         # The first validation utterance of the latest validation, on CPU, for plots and audio samples.
         self.last_validation_example: dict[str, Tensor] | None = None
+        # Over one validation: sums of the attention's and the constant-rate line's word errors, and the word count.
+        self._word_error_sums = torch.zeros(3)
 
     @property
     def config(self) -> Tacotron2Config:
@@ -117,7 +121,7 @@ class Tacotron2ModuleBase:
         return decoder_steps(output_lengths, self.config.n_frames_per_step)
 
     def _shared_step(self, batch: Batch, stage: str) -> tuple[Tensor, tuple[Tensor, ...]]:
-        text, input_lengths, mel, gate, output_lengths = batch
+        text, input_lengths, mel, gate, output_lengths = batch[:5]
         outputs = self.model(text, input_lengths, mel, output_lengths)
         mel_outputs, mel_outputs_postnet, gate_outputs, alignments = outputs
         losses = tacotron2_loss(mel_outputs, mel_outputs_postnet, gate_outputs, mel, gate)
@@ -145,14 +149,22 @@ class Tacotron2ModuleBase:
             self.log("train/total_loss", loss, on_step=True, batch_size=batch[0].size(0))
         return loss
 
+    def on_validation_epoch_start(self) -> None:
+        self._word_error_sums = torch.zeros(3, device=self.device)
+
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        text, input_lengths, mel, _, output_lengths = batch
+        text, input_lengths, mel, _, output_lengths = batch[:5]
         _, (mel_outputs, mel_outputs_postnet, _, alignments) = self._shared_step(batch, "val")
         decoder_lengths = self._decoder_lengths(output_lengths)
         log_args = {"batch_size": text.size(0), "sync_dist": True, "on_epoch": True}
         self.log("val/alignment_score", health.alignment_score(alignments, decoder_lengths), **log_args)
         self.log("val/diagonality", health.diagonality(alignments, input_lengths, decoder_lengths), **log_args)
         self.log("val/monotonicity", health.monotonicity(alignments, input_lengths, decoder_lengths), **log_args)
+        if len(batch) > 5:
+            errors, line, valid = health.word_position_errors(alignments, batch[5], input_lengths, output_lengths,
+                                                              self.config.n_frames_per_step)
+            self._word_error_sums = self._word_error_sums.to(errors.device) + torch.stack(
+                [errors.sum(), line.sum(), valid.sum().float()])
         if batch_idx != 0:
             return
         example = {
@@ -164,6 +176,13 @@ class Tacotron2ModuleBase:
         if self.health_utterances > 0:
             example.update(self._free_running_health(text, input_lengths, mel, output_lengths))
         self.last_validation_example = example
+
+    def on_validation_epoch_end(self) -> None:
+        # Pooled over every word of the validation set (all ranks), so the ratio is of the two mean errors.
+        sums = self.trainer.strategy.reduce(self._word_error_sums.to(self.device), reduce_op="sum")
+        if sums[2] > 0:
+            self.log("val/alignment_error", sums[0] / sums[2])
+            self.log("val/alignment_error_ratio", sums[0] / sums[1])
 
     def _free_running_health(self, text: Tensor, input_lengths: Tensor, mel: Tensor,
                              output_lengths: Tensor) -> dict[str, Tensor]:

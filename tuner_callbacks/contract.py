@@ -29,6 +29,7 @@ ATTR_BEST_CHECKPOINT = "best_checkpoint"
 ATTR_LAST_CHECKPOINT = "last_checkpoint"
 ATTR_GLOBAL_STEP = "global_step"  # steps trained: what pruning saved is max_steps minus this
 ATTR_MAX_STEPS = "max_steps"
+ATTR_METRICS = "metrics"  # {name: value}: every metric the job logged, as it ended (the report shows them)
 ATTR_ERROR = "error"  # why a trial failed
 ATTR_INTERRUPTED = "interrupted"  # a trial a killed sweep left RUNNING, failed on resume; not counted in n_trials
 ATTR_REQUEUED_FROM = "requeued_from"  # the trial whose parameters a requeued trial runs again

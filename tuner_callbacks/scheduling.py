@@ -3,8 +3,10 @@ attribute of the LightningModule -- per step or per epoch, in anyone's Trainer.
 
 The curves are the pure functions of :mod:`tuner_callbacks.schedules` (see there why not torch's
 ``lr_scheduler`` classes). Since a value depends only on the step, a resumed run and every DDP rank compute the
-same value with no communication. Plateau schedules follow a metric: their state goes into checkpoints, and
-rank 0's decision is broadcast, so ranks agree even when the metric was logged without ``sync_dist=True``.
+same value with no communication. Plateau schedules follow a metric, and a schedule with ``start_when`` waits for
+one (its curve starts, step 0, at the first validation where the metric meets a threshold): their state goes into
+checkpoints, and rank 0's decision is broadcast, so ranks agree even when the metric was logged without
+``sync_dist=True``.
 """
 
 from __future__ import annotations
@@ -74,6 +76,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _start_when(entry: str, condition: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """A checked ``start_when`` condition, with its mode filled in."""
+    if not isinstance(condition, dict) or set(condition) - {"monitor", "threshold", "mode"}:
+        raise ValueError(f"{entry}: `start_when` must be a mapping of monitor, threshold and mode, got {condition!r}")
+    monitor, threshold, mode = condition.get("monitor"), condition.get("threshold"), condition.get("mode", "max")
+    if not isinstance(monitor, str) or not monitor:
+        raise ValueError(f"{entry}: `start_when.monitor` must be a metric name, got {monitor!r}")
+    if not _is_number(threshold):
+        raise ValueError(f"{entry}: `start_when.threshold` must be a number, got {threshold!r}")
+    if mode not in ("min", "max"):
+        raise ValueError(f"{entry}: `start_when.mode` can be 'min' or 'max', got {mode!r}")
+    if spec.get("strategy") == "plateau":
+        raise ValueError(f"{entry}: `start_when` does not combine with strategy 'plateau', which follows its own "
+                         "metric from the start")
+    return {"monitor": monitor, "threshold": float(threshold), "mode": mode}
+
+
 class ParamScheduler(*lightning_bases("Callback")):
     """Sets numeric hyperparameters from schedules at every training step (or epoch), logs and records changes.
 
@@ -86,7 +105,11 @@ class ParamScheduler(*lightning_bases("Callback")):
             ``"optimizer<n>.<key>"`` in optimizer ``n``; ``"module.<attr.path>"`` sets an attribute of the
             LightningModule. Left out, ``start`` (``peak`` for warmup) is the target's value at fit start, per
             param group. Strategies: constant, linear, exponential, cosine, step, warmup, sequential, plateau
-            (needs ``monitor``, a metric logged at validation).
+            (needs ``monitor``, a metric logged at validation). A spec may add ``start_when: {monitor, threshold,
+            mode}``: the target holds the curve's step-0 value until the first validation whose ``monitor`` is at
+            or above (``mode: max``, the default) or at or below (``mode: min``) ``threshold``, and the curve
+            (``delay_steps`` included) runs from that validation's step on, e.g. a guided-attention weight that
+            decays once the measured alignment has formed instead of at a fixed step.
         interval: ``"step"`` evaluates schedules at ``trainer.global_step`` before each training batch;
             ``"epoch"`` at ``trainer.current_epoch`` when each epoch starts (``*_steps`` then count epochs).
         log_changes: log each new value to every logger as ``sched/<target>`` (``@i`` written ``/group<i>``),
@@ -119,6 +142,7 @@ class ParamScheduler(*lightning_bases("Callback")):
         self._base: dict[str, float] = {}  # resolved start values of specs that leave `start` out
         self._last: dict[str, float] = {}
         self._pending_plateaus: dict[str, dict[str, Any]] = {}  # restored before the slots exist
+        self._started: dict[str, int] = {}  # slot name -> the step its start_when condition first held
         self._history: deque[tuple[int, str, float]] = deque(maxlen=max_history)
 
     @staticmethod
@@ -137,6 +161,7 @@ class ParamScheduler(*lightning_bases("Callback")):
             if not isinstance(spec, dict):
                 raise ValueError(f"{entry} must be a mapping with `target` and `strategy`, got {spec!r}")
             spec = dict(spec)
+            start_when = spec.pop("start_when", None)
             target = spec.pop("target", None)
             if not isinstance(target, str) or not _TARGET.match(target):
                 raise ValueError(f"{entry}: `target` must be 'optimizer.<key>', 'optimizer.<key>@<group>' or "
@@ -150,6 +175,8 @@ class ParamScheduler(*lightning_bases("Callback")):
                 build_schedule(spec, stand_in if _is_number(stand_in) and stand_in != 0 else 1.0)
             except ValueError as error:
                 raise ValueError(f"{entry}: {error}") from None
+            if start_when is not None:
+                spec["start_when"] = _start_when(entry, start_when, spec)
             entries[entry] = {"target": target, **spec}
         if not entries:
             raise ValueError(f"`schedules` must hold at least one schedule, got {schedules!r}")
@@ -232,7 +259,7 @@ class ParamScheduler(*lightning_bases("Callback")):
             if base_key(slot.spec["strategy"]) not in slot.spec:
                 # Kept in checkpoints: a resumed run starts its curve from the same value as the first run.
                 start = self._base.setdefault(slot.name, float(slot.read()))
-            spec = {k: v for k, v in slot.spec.items() if k != "target"}
+            spec = {k: v for k, v in slot.spec.items() if k not in ("target", "start_when")}
             try:
                 slot.schedule = build_schedule(spec, start)
             except ValueError as error:
@@ -257,6 +284,7 @@ class ParamScheduler(*lightning_bases("Callback")):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
+        self._check_start_conditions(trainer)
         plateaus = [slot for slot in self._slots if isinstance(slot.schedule, Plateau)]
         for slot in plateaus:
             monitor = slot.schedule.monitor
@@ -268,10 +296,30 @@ class ParamScheduler(*lightning_bases("Callback")):
         if plateaus:
             self._apply(trainer, plateaus, trainer.global_step)
 
+    def _check_start_conditions(self, trainer: pl.Trainer) -> None:
+        waiting = [slot for slot in self._slots if "start_when" in slot.spec and slot.name not in self._started]
+        for slot in waiting:
+            condition = slot.spec["start_when"]
+            monitor = condition["monitor"]
+            if monitor not in trainer.callback_metrics:
+                raise RuntimeError(f"{slot.entry}: start_when monitors {monitor!r}, which was not logged; logged "
+                                   f"metrics: {sorted(trainer.callback_metrics)}")
+            value = float(trainer.callback_metrics[monitor])
+            met = value >= condition["threshold"] if condition["mode"] == "max" else value <= condition["threshold"]
+            if trainer.strategy.broadcast(met, src=0):
+                step = trainer.global_step if self.interval == "step" else trainer.current_epoch
+                self._started[slot.name] = step
+                rank_zero_info(f"ParamScheduler: {slot.name} starts its {slot.spec['strategy']} schedule at "
+                               f"{self.interval} {step} ({monitor} = {value:.4g})")
+
     def _apply(self, trainer: pl.Trainer, slots: list[_Slot], step: int) -> None:
         changes = {}
         for slot in slots:
-            value = float(slot.schedule(step))
+            if "start_when" in slot.spec:  # held at the curve's start until the condition, then counted from it
+                step_of_slot = step - self._started[slot.name] if slot.name in self._started else 0
+                value = float(slot.schedule(max(step_of_slot, 0)))
+            else:
+                value = float(slot.schedule(step))
             slot.write(value)
             if self._last.get(slot.name) != value:
                 self._last[slot.name] = value
@@ -287,13 +335,14 @@ class ParamScheduler(*lightning_bases("Callback")):
         plateaus = dict(self._pending_plateaus)
         plateaus.update({s.name: s.schedule.state_dict() for s in self._slots if isinstance(s.schedule, Plateau)})
         return {"base_values": dict(self._base), "last_values": dict(self._last), "plateaus": plateaus,
-                "history": [list(change) for change in self._history]}
+                "started": dict(self._started), "history": [list(change) for change in self._history]}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._base = {str(k): float(v) for k, v in state_dict.get("base_values", {}).items()}
         self._last = {str(k): float(v) for k, v in state_dict.get("last_values", {}).items()}
         self._pending_plateaus = {str(k): dict(v) for k, v in state_dict.get("plateaus", {}).items()}
+        self._started = {str(k): int(v) for k, v in state_dict.get("started", {}).items()}
         self._history = deque(((int(s), str(n), float(v)) for s, n, v in state_dict.get("history", [])),
                               maxlen=self.max_history)
         if self._slots:  # strategies that restore after on_fit_start (restore_checkpoint_after_setup)

@@ -4,8 +4,13 @@ Per utterance and model: NVIDIA's teacher-forced losses (``loss``, ``mel_loss``,
 teacher-forced ``alignment_score`` (as ``val/alignment_score``), and from free-running decoding capped at
 ``cap_ratio`` times the target length (as ``val/gate_stop_rate``): ``gate_stop`` (1 if the gate stopped it)
 and ``mcd``, the mel cepstral distortion against the ground truth (see :mod:`~tacotron2_lightning.mcd`).
-The prenet's dropout stays on at inference, as NVIDIA's, so both models decode each utterance under the same
-seed. Differences are B - A, tested with :func:`~tacotron2_lightning.app.paired_test.paired_permutation_p_value`.
+On data with word timings (the built-in dataset's ``timings.json``), also ``alignment_error``: the teacher-forced
+attention's mean distance in symbols from each word as the audio starts it (as ``val/alignment_error``), and
+``alignment_error_ratio``: that over the mean error of a constant-rate line on the same utterances (as
+``val/alignment_error_ratio``; per utterance its error over that mean line error, so it averages to the ratio and
+its paired test is the error's). The prenet's dropout stays on at inference, as NVIDIA's, so both models decode each
+utterance under the same seed. Differences are B - A, tested with
+:func:`~tacotron2_lightning.app.paired_test.paired_permutation_p_value`.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ from tuner_callbacks.registry.client import DATA_CONFIG_FILE, Registry, Registry
 if TYPE_CHECKING:
     from tacotron2_lightning.module import Tacotron2Module
 
-# Metric -> (label, lower is better).
+# Metric -> (label, lower is better); the last two only where the data has word timings.
 METRICS = {
     "loss": ("loss", True), "mel_loss": ("mel loss", True), "gate_loss": ("gate loss", True),
     "alignment_score": ("alignment score", False), "gate_stop": ("gate-stop rate", False),
-    "mcd": ("MCD (dB)", True),
+    "mcd": ("MCD (dB)", True), "alignment_error": ("alignment error", True),
+    "alignment_error_ratio": ("alignment error ratio", True),
 }
+_LINE_ERROR = "constant_rate_error"  # per utterance, the same for both models: the ratio's denominator
 
 
 @dataclass
@@ -65,11 +72,11 @@ class Comparison:
         return {**asdict(self), "verdict": self.verdict}
 
     def table(self) -> str:
-        header = f"{'metric':<16} {'A':>10} {'B':>10} {'B - A':>10} {'p':>7}  verdict"
+        header = f"{'metric':<22} {'A':>10} {'B':>10} {'B - A':>10} {'p':>7}  verdict"
         lines = [f"A = {self.a}", f"B = {self.b}", f"{self.utterances} validation utterances, paired "
                  f"sign-flip permutation test, alpha = {self.alpha}", "", header, "-" * len(header)]
         for m in self.metrics:
-            lines.append(f"{METRICS[m.metric][0]:<16} {m.mean_a:>10.4g} {m.mean_b:>10.4g} "
+            lines.append(f"{METRICS[m.metric][0]:<22} {m.mean_a:>10.4g} {m.mean_b:>10.4g} "
                          f"{m.mean_difference:>+10.3g} {m.p_value:>7.3g}  {m.verdict}")
         return "\n".join(lines)
 
@@ -83,9 +90,10 @@ def _verdict(metric: str, mean_difference: float, p_value: float, alpha: float) 
 
 
 @torch.no_grad()
-def utterance_metrics(module: Tacotron2Module, text: Tensor, mel: Tensor, seed: int,
-                      cap_ratio: float = 2.0) -> dict[str, float]:
-    """The metrics of one (text ids (N,), natural-log mel (C, T)) utterance for a ``Tacotron2Module``."""
+def utterance_metrics(module: Tacotron2Module, text: Tensor, mel: Tensor, seed: int, cap_ratio: float = 2.0,
+                      word_timings: Tensor | None = None) -> dict[str, float]:
+    """The metrics of one (text ids (N,), natural-log mel (C, T)) utterance for a ``Tacotron2Module``; with its
+    (W, 2) ``word_timings`` also ``alignment_error`` and the constant-rate line's error on it."""
     from tacotron2_lightning import health
     from tacotron2_lightning.data.collate import TextMelCollate
     from tacotron2_lightning.loss import tacotron2_loss
@@ -95,7 +103,8 @@ def utterance_metrics(module: Tacotron2Module, text: Tensor, mel: Tensor, seed: 
     r = config.n_frames_per_step
     # NVIDIA's prenet keeps its dropout on, teacher-forced too: the same seed gives both models the same masks.
     torch.manual_seed(seed)
-    text_padded, input_lengths, mel_padded, gate_padded, output_lengths = TextMelCollate(r)([(text, mel)])
+    item = (text, mel) if word_timings is None else (text, mel, word_timings)
+    text_padded, input_lengths, mel_padded, gate_padded, output_lengths, *timed = TextMelCollate(r)([item])
     mel_outputs, mel_postnet, gate_outputs, alignments = module.model(text_padded, input_lengths, mel_padded,
                                                                       output_lengths)
     losses = tacotron2_loss(mel_outputs, mel_postnet, gate_outputs, mel_padded, gate_padded)
@@ -103,12 +112,18 @@ def utterance_metrics(module: Tacotron2Module, text: Tensor, mel: Tensor, seed: 
     cap_steps = max(1, min(config.max_decoder_steps, decoder_steps(math.ceil(cap_ratio * mel.size(1)), r)))
     decoded = module.model.inference(text.unsqueeze(0), max_decoder_steps=cap_steps, warn_at_cap=False)
     frames = int(decoded.lengths[0])
-    return {
+    metrics = {
         "loss": float(losses.total), "mel_loss": float(losses.mel_loss), "gate_loss": float(losses.gate_loss),
         "alignment_score": float(health.alignment_score(alignments, decoder_lengths)),
         "gate_stop": float(health.gate_stop_rate(decoded.lengths, cap_steps * r)),
         "mcd": mel_cepstral_distortion(decoded.mel_postnet[0, :, :frames].double().numpy(), mel.double().numpy()),
     }
+    if timed:
+        errors, line, valid = health.word_position_errors(alignments, timed[0], input_lengths, output_lengths, r)
+        if valid.any():
+            metrics["alignment_error"] = float(errors.sum() / valid.sum())
+            metrics[_LINE_ERROR] = float(line.sum() / valid.sum())
+    return metrics
 
 
 def _check_compatible(module: Tacotron2Module, label: str, mel: Tensor) -> None:
@@ -118,9 +133,10 @@ def _check_compatible(module: Tacotron2Module, label: str, mel: Tensor) -> None:
                             "compare on the data the models were trained on (--data-config)")
 
 
-def compare_modules(module_a: Tacotron2Module, module_b: Tacotron2Module, utterances: Sequence[tuple[Tensor, Tensor]],
+def compare_modules(module_a: Tacotron2Module, module_b: Tacotron2Module, utterances: Sequence[tuple[Tensor, ...]],
                     label_a: str = "A", label_b: str = "B", alpha: float = 0.05, seed: int = 0) -> Comparison:
-    """Scores both modules on every (text ids, mel) pair and tests the paired differences per metric."""
+    """Scores both modules on every (text ids, mel) pair, or (text ids, mel, word timings) triple, and tests the
+    paired differences per metric. The alignment errors are compared only when every utterance has timings."""
     if not utterances:
         raise RegistryError("The validation set is empty: nothing to compare on")
     if not 0 < alpha < 1:
@@ -128,18 +144,26 @@ def compare_modules(module_a: Tacotron2Module, module_b: Tacotron2Module, uttera
     was_training = module_a.training, module_b.training
     module_a.eval()
     module_b.eval()
-    values: dict[str, dict[str, list[float]]] = {metric: {"a": [], "b": []} for metric in METRICS}
+    values: dict[str, dict[str, list[float]]] = {metric: {"a": [], "b": []} for metric in [*METRICS, _LINE_ERROR]}
     try:
-        for index, (text, mel) in enumerate(utterances):
+        for index, (text, mel, *timings) in enumerate(utterances):
+            word_timings = timings[0] if timings else None
             for key, module, label in (("a", module_a, label_a), ("b", module_b, label_b)):
                 _check_compatible(module, label, mel)
-                for metric, value in utterance_metrics(module, text, mel.float(), seed + index).items():
+                measured = utterance_metrics(module, text, mel.float(), seed + index, word_timings=word_timings)
+                for metric, value in measured.items():
                     values[metric][key].append(value)
     finally:
         module_a.train(was_training[0])
         module_b.train(was_training[1])
+    line = values.pop(_LINE_ERROR)["a"]  # the data's, not a model's: the same for B
+    if len(line) == len(utterances) and sum(line) > 0:
+        mean_line = sum(line) / len(line)
+        values["alignment_error_ratio"] = {key: [error / mean_line for error in values["alignment_error"][key]]
+                                           for key in ("a", "b")}
+    values = {metric: pair for metric, pair in values.items() if len(pair["a"]) == len(utterances)}
     comparison = Comparison(label_a, label_b, len(utterances), alpha, per_utterance=values)
-    for metric in METRICS:
+    for metric in values:
         a, b = np.array(values[metric]["a"]), np.array(values[metric]["b"])
         difference = float(np.nanmean(b - a)) if np.isfinite(b - a).any() else math.nan
         p_value = paired_permutation_p_value(b - a, seed=seed)
@@ -148,8 +172,9 @@ def compare_modules(module_a: Tacotron2Module, module_b: Tacotron2Module, uttera
     return comparison
 
 
-def validation_utterances(data_config: dict, max_utterances: int | None = None) -> list[tuple[Tensor, Tensor]]:
-    """The validation set of a data config (the ``data`` node of a training config, with ``_target_``)."""
+def validation_utterances(data_config: dict, max_utterances: int | None = None) -> list[tuple[Tensor, ...]]:
+    """The validation set of a data config (the ``data`` node of a training config, with ``_target_``): (text ids,
+    mel) pairs, or (text ids, mel, word timings) triples where the data has timings."""
     from hydra.utils import instantiate
 
     if "_target_" not in data_config:

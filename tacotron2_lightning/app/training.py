@@ -156,10 +156,12 @@ def _attach_media(optuna_trial: Any, artifact_dir: str, media: Mapping[str, Any]
             log.warning("Could not attach %s to trial %s: %s", path, optuna_trial.number, error)
 
 
-def _record_trial(cfg: DictConfig, summary: dict[str, Any], media: Mapping[str, Any] | None = None) -> None:
-    """Stores the run's identity and outcome in its Optuna trial's user attributes (the join key from Optuna
-    to MLflow and the checkpoints), and attaches the last validation's ``media`` as the trial's artifacts when the
-    sweeper named an artifact folder; the sweeper, the sweep report and optuna-dashboard read them."""
+def _record_trial(cfg: DictConfig, summary: dict[str, Any], media: Mapping[str, Any] | None = None,
+                  metrics: Mapping[str, float] | None = None) -> None:
+    """Stores the run's identity and outcome in its Optuna trial's user attributes (the join key from Optuna to MLflow
+    and the checkpoints, and the final value of every finite metric it logged), and attaches the last validation's
+    ``media`` as the trial's artifacts when the sweeper named an artifact folder; the sweeper, the sweep report and
+    optuna-dashboard read them."""
     trial = _trial(cfg)
     if trial is None or trial.storage is None:
         return
@@ -170,6 +172,7 @@ def _record_trial(cfg: DictConfig, summary: dict[str, Any], media: Mapping[str, 
         contract.ATTR_BEST_CHECKPOINT: summary["best_checkpoint"],
         contract.ATTR_LAST_CHECKPOINT: summary["last_checkpoint"],
         contract.ATTR_GLOBAL_STEP: summary["global_step"], contract.ATTR_MAX_STEPS: cfg.trainer.get("max_steps"),
+        contract.ATTR_METRICS: {name: value for name, value in (metrics or {}).items() if math.isfinite(value)},
     }
     uri = summary["mlflow_tracking_uri"]
     if uri and redact_url(uri) == uri:  # the study may be read by anyone with the report: no passwords in it
@@ -220,7 +223,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     summary = _summary(trainer, loggers)
     if trainer.is_global_zero:
-        _record_trial(cfg, summary, _latest_media(trainer))
+        _record_trial(cfg, summary, _latest_media(trainer), metrics)
         _print_summary(summary, metrics, cfg.get("optimized_metric"))
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "summary": summary}
 

@@ -2,7 +2,9 @@
 
 When training is started without any data, :func:`ensure_builtin_dataset` writes (once, into a cache folder)
 ``metadata.csv`` with ``id|text|normalized_text`` lines and ``wavs/<id>.wav`` files (22050 Hz, mono, 16-bit
-PCM), exactly like LJSpeech, so the rest of the pipeline cannot tell it from a real corpus.
+PCM), exactly like LJSpeech, so the rest of the pipeline cannot tell it from a real corpus, and ``timings.json``:
+where eSpeak NG started speaking each word (see :mod:`tacotron2_lightning.data.timings`), the ground truth that
+validation measures the attention against.
 
 The sentences come from :mod:`tacotron2_lightning.data.sentences`, the audio from
 :mod:`tacotron2_lightning.data.espeak`; this module decides what the dataset holds and caches it. The same
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import soundfile
 
+from tacotron2_lightning.audio import AudioConfig
 from tacotron2_lightning.data.espeak import (
     ESPEAK_SAMPLE_RATE,
     RATE_RANGE,
@@ -32,10 +35,12 @@ from tacotron2_lightning.data.espeak import (
     voice_identifier,
 )
 from tacotron2_lightning.data.sentences import generate_sentences
+from tacotron2_lightning.data.timings import TIMINGS_FILE, UtteranceTimings, WordTiming, write_timings
 from tacotron2_lightning.text.numbers import normalize_numbers
 
 # available_voices is re-exported: it lists the values BuiltinDatasetConfig.voice accepts.
-__all__ = ["BuiltinDatasetConfig", "available_voices", "default_cache_root", "ensure_builtin_dataset"]
+__all__ = ["BuiltinDatasetConfig", "available_voices", "builtin_dataset_folder", "default_cache_root",
+           "ensure_builtin_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +48,9 @@ _COMPLETE_MARKER = "COMPLETE"
 _METADATA = "metadata.csv"
 _ID_PREFIX = "ESPK-"
 _STALE_TEMPORARY_S = 24 * 3600  # a generation folder this old belongs to a process that died
+# What the files hold beyond the configuration: part of the folder name and the marker, so a dataset made by older
+# code is regenerated, not trusted. 2: sentences with short and long words and stops inside, and timings.json.
+_VERSION = 2
 
 
 @dataclass
@@ -114,18 +122,27 @@ def default_cache_root() -> Path:
 
 def _folder_name(config: BuiltinDatasetConfig) -> str:
     return (
-        f"espeak-{config.voice}-n{config.size}-s{config.seed}-w{config.min_words}-{config.max_words}"
+        f"espeak-v{_VERSION}-{config.voice}-n{config.size}-s{config.seed}-w{config.min_words}-{config.max_words}"
         f"-r{config.rate}"
     )
 
 
+def builtin_dataset_folder(root: Path | str, config: BuiltinDatasetConfig) -> Path:
+    """Where :func:`ensure_builtin_dataset` keeps the dataset of ``config`` under ``root`` (it may not exist yet)."""
+    return Path(root).expanduser() / _folder_name(config)
+
+
+def _identity(config: BuiltinDatasetConfig) -> dict:
+    return {**dataclasses.asdict(config), "version": _VERSION}
+
+
 def _config_json(config: BuiltinDatasetConfig) -> str:
-    return json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n"
+    return json.dumps(_identity(config), indent=2, sort_keys=True) + "\n"
 
 
 def _is_complete(folder: Path, config: BuiltinDatasetConfig) -> bool:
     try:
-        return json.loads((folder / _COMPLETE_MARKER).read_text(encoding="utf-8")) == dataclasses.asdict(config)
+        return json.loads((folder / _COMPLETE_MARKER).read_text(encoding="utf-8")) == _identity(config)
     except (OSError, ValueError):
         return False
 
@@ -151,6 +168,7 @@ def _write_dataset(folder: Path, config: BuiltinDatasetConfig, progress: bool) -
     wavs = folder / "wavs"
     wavs.mkdir(parents=True)
     lines = []
+    timings: dict[str, UtteranceTimings] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress) as bar:
         task = bar.add_task("Synthesising the built-in eSpeak dataset", total=len(sentences))
@@ -159,13 +177,19 @@ def _write_dataset(folder: Path, config: BuiltinDatasetConfig, progress: bool) -
             normalized = normalize_numbers(text)
             # eSpeak reads the normalized text, so the audio says exactly what the training transcript says
             # (eSpeak's own number reading differs, e.g. "two thousand and five").
-            samples, _ = synthesize_int16(normalized, config.voice, config.rate)
+            samples, starts = synthesize_int16(normalized, config.voice, config.rate)
             wav = str(wavs / f"{utterance_id}.wav")
             soundfile.write(wav, samples, ESPEAK_SAMPLE_RATE, subtype="PCM_16", format="WAV")
             lines.append(f"{utterance_id}|{text}|{normalized}\n")
+            # One start per whitespace-separated word of the text eSpeak read, -1 where it reported none.
+            words = [WordTiming(token.group(), token.start(), int(start))
+                     for token, start in zip(re.finditer(r"\S+", normalized), starts, strict=True) if start >= 0]
+            timings[utterance_id] = UtteranceTimings(normalized, tuple(words))
             bar.advance(task)
     with open(folder / _METADATA, "w", encoding="utf-8", newline="\n") as file:
         file.writelines(lines)
+    # Frames at NVIDIA's hop, the datamodule's default; the datamodule maps the samples onto its own hop.
+    write_timings(folder / TIMINGS_FILE, timings, ESPEAK_SAMPLE_RATE, AudioConfig().hop_length)
     # Written last: its presence is what makes the folder trusted.
     (folder / _COMPLETE_MARKER).write_text(_config_json(config), encoding="utf-8")
 
@@ -196,7 +220,7 @@ def _publish(temporary: Path, target: Path, config: BuiltinDatasetConfig) -> Non
 def ensure_builtin_dataset(root: Path | str, config: BuiltinDatasetConfig, progress: bool = True) -> Path:
     """Returns the built-in dataset's LJSpeech folder under ``root``, generating it first if needed.
 
-    The folder is named after the configuration (e.g. ``espeak-en-us-n300-s1234-w2-6-r175``) and is trusted
+    The folder is named after the configuration (e.g. ``espeak-v2-en-us-n300-s1234-w2-6-r175``) and is trusted
     only when its ``COMPLETE`` marker (written last, holding the configuration as JSON) matches ``config``.
     Otherwise the dataset is generated into a temporary sibling folder and renamed into place, so a killed
     run never leaves a folder that looks complete and concurrent runs do not mix their files.
@@ -208,8 +232,9 @@ def ensure_builtin_dataset(root: Path | str, config: BuiltinDatasetConfig, progr
         progress: Show a progress bar while synthesising.
 
     Returns:
-        The dataset folder: ``metadata.csv`` (``ESPK-0001|text|normalized text`` lines, UTF-8) and
-        ``wavs/ESPK-0001.wav`` ... (22050 Hz, mono, 16-bit PCM).
+        The dataset folder: ``metadata.csv`` (``ESPK-0001|text|normalized text`` lines, UTF-8),
+        ``wavs/ESPK-0001.wav`` ... (22050 Hz, mono, 16-bit PCM) and ``timings.json`` (each word's character offset
+        in the normalized text and its first sample and frame in the wav).
 
     Raises:
         ValueError: If the voice is unknown.
@@ -217,7 +242,7 @@ def ensure_builtin_dataset(root: Path | str, config: BuiltinDatasetConfig, progr
     """
     root = Path(root).expanduser()
     name = _folder_name(config)
-    target = root / name
+    target = builtin_dataset_folder(root, config)
     if _is_complete(target, config):
         logger.info("Using the built-in eSpeak dataset at %s (%d utterances)", target, config.size)
         return target

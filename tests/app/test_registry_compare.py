@@ -68,6 +68,23 @@ def test_a_damaged_model_loses_on_mel_loss_and_mcd_with_significance():
     assert table.splitlines()[:3] == ["A = good", "B = damaged",
                                       "8 validation utterances, paired sign-flip permutation test, alpha = 0.05"]
     assert good.training and damaged.training  # modes restored
+    assert "alignment_error" not in verdicts  # no word timings in these utterances
+
+
+def test_word_timings_add_the_alignment_error_and_its_ratio_to_the_line():
+    torch.manual_seed(0)
+    a, b = Tacotron2Module(tiny_config(max_decoder_steps=30)), Tacotron2Module(tiny_config(max_decoder_steps=30))
+    timed = [(text, mel, torch.tensor([[0, 0], [3, mel.size(1) // 2]])) for text, mel in utterances(6)]
+    comparison = compare_modules(a, b, timed)
+    verdicts = {m.metric: m for m in comparison.metrics}
+    errors = comparison.per_utterance["alignment_error"]
+    # The line puts word 2 (symbol 3) at frame T // 2 on symbol (T // 2) / T * N; word 1 is on it at frame 0.
+    line = [abs((mel.size(1) // 2) / mel.size(1) * text.size(0) - 3) / 2 for text, mel, _ in timed]
+    ratio = verdicts["alignment_error_ratio"]
+    assert ratio.mean_a == pytest.approx(np.mean(errors["a"]) / np.mean(line), rel=1e-5)
+    assert ratio.mean_b == pytest.approx(np.mean(errors["b"]) / np.mean(line), rel=1e-5)
+    assert ratio.p_value == verdicts["alignment_error"].p_value  # one paired test: the line is the data's
+    assert "alignment error ratio" in comparison.table()
 
 
 def test_compare_names_an_incompatible_validation_set():

@@ -55,7 +55,8 @@ def test_a_short_run_logs_metrics_params_and_media_to_mlflow(make_cfg, tmp_path)
     runs = mlflow.search_runs(experiment_names=[cfg.task_name])
     assert list(runs["run_id"]) == [run_id]
     run = MlflowClient().get_run(run_id)
-    for name in ("train/loss", "val/loss", "val/alignment_score", "val/diagonality", "val/gate_stop_rate"):
+    for name in ("train/loss", "val/loss", "val/alignment_score", "val/diagonality", "val/gate_stop_rate",
+                 "val/alignment_error", "val/alignment_error_ratio"):  # the built-in data has word timings
         assert name in run.data.metrics, name
     assert run.data.params["model/model_config/decoder_rnn_dim"] == "64"
     assert run.data.params["data/batch_size"] == "4"

@@ -12,6 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from tacotron2_lightning import health
 from tacotron2_lightning.loss import tacotron2_loss
 from tacotron2_lightning.module import Tacotron2Module
 from tests.helpers.batches import repeated_loader, synthetic_batch, tiny_config
@@ -89,6 +90,27 @@ def test_validation_logs_every_health_metric():
     assert example["alignment"].shape == (24, 10)  # first utterance: 24 frames, 10 characters
     assert example["mel_target"].shape == example["mel_predicted"].shape == (16, 24)
     assert example["inference_mel"].size(0) == 16
+
+
+def test_word_timings_in_validation_batches_log_the_alignment_error():
+    torch.manual_seed(0)
+    deterministic = tiny_config(prenet_dropout=0.0, p_attention_dropout=0.0, p_decoder_dropout=0.0)
+    module = Tacotron2Module(deterministic, health_utterances=0)
+    batch = synthetic_batch()  # texts of 10 and 6 symbols, 24 and 12 frames
+    words = torch.tensor([[[0, 0], [4, 9], [7, 20]], [[0, 0], [3, 6], [-1, -1]]])
+    trainer = quiet_trainer(max_steps=1, num_sanity_val_steps=0)
+    trainer.validate(module, repeated_loader((*batch, words), 3), verbose=False)
+    metrics = trainer.callback_metrics
+    # Pooled over the validation's words, as health computes it for one batch (the same batch three times).
+    with torch.no_grad():
+        alignments = module.eval().model(batch[0], batch[1], batch[2], batch[4])[3]
+    for name, measure in (("val/alignment_error", health.alignment_error),
+                          ("val/alignment_error_ratio", health.alignment_error_ratio)):
+        expected = measure(alignments, words, batch[1], batch[4])
+        assert float(expected) > 0
+        assert float(metrics[name]) == pytest.approx(float(expected), rel=1e-5)
+    trainer.validate(module, repeated_loader(batch, 1), verbose=False)
+    assert "val/alignment_error" not in trainer.callback_metrics  # NVIDIA's 5-tuple: nothing to measure
 
 
 def test_gate_stop_rate_is_zero_when_no_utterance_can_stop():

@@ -18,7 +18,8 @@ from tuner_callbacks.report.data import gain_over_defaults, pruning_savings, tri
 from tuner_callbacks.report.media import find_media
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = ["summary", "history", "importances", "parallel", "slices", "pareto", "trials", "pruning", "media"]
+SECTIONS = ["summary", "history", "importances", "parallel", "slices", "pareto", "trials", "metrics", "pruning",
+            "media"]
 PNG, WAV = b"\x89PNG\r\n\x1a\n", (b"RIFF", b"WAVE")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -54,6 +55,11 @@ def sweep(mlflow_store, tmp_path_factory):
                  "max_steps": 1000}
         if state == TrialState.FAIL:
             attrs["error"] = "RuntimeError: CUDA out of memory <tried 2 GiB>"  # escaped, or the parser eats it
+        elif number == 5:  # a job that recorded no metrics in its trial: they come from its MLflow run
+            client.log_metric(run_id, "val/loss", 0.35)
+            client.log_metric(run_id, "val/loss", 0.3125, step=2)  # the latest value counts
+        else:
+            attrs["metrics"] = {"val/loss": value, f"val/only_in_{number}": 1.0 + number}
         trial = frozen(number, state, values=None if value is None else [value], seconds=10 + steps / 10,
                        steps=range(100, steps + 1, 100), user_attrs=attrs)
         study.add_trial(trial)
@@ -95,6 +101,27 @@ def test_trials_table_has_one_row_per_trial_with_its_state(sweep):
     assert by_number["4"][-1] == "RuntimeError: CUDA out of memory <tried 2 GiB>"
     assert by_number["3"][-1] == "pruned at step 300" and "300 / 1000" in by_number["3"]
     assert by_number["1"][2] == "0.2" and "lr=0.002" in by_number["1"][3]
+
+
+def test_metrics_section_shows_every_metric_each_finished_trial_logged(sweep):
+    rows = sweep["html"].found["metrics"]["rows"]
+    # One row per metric name, one column per finished trial with metrics; whatever the names, none is special.
+    assert [cells for _, cells in rows] == [
+        ["val/loss", "0.5", "0.2", "0.4", "0.9", "0.3125"],
+        ["val/only_in_0", "1", "-", "-", "-", "-"],
+        ["val/only_in_1", "-", "2", "-", "-", "-"],
+        ["val/only_in_2", "-", "-", "3", "-", "-"],
+        ["val/only_in_3", "-", "-", "-", "4", "-"],
+    ]
+    assert "trial 5" in sweep["html"].found["metrics"]["text"]
+
+
+def test_metrics_section_says_so_when_no_trial_recorded_any(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="bare", storage=storage)
+    study.add_trial(frozen(0, TrialState.COMPLETE, values=[1.0]))
+    html = Sections(build_report(storage, "bare", tmp_path / "r.html", log_to_mlflow=False).read_text("utf-8"))
+    assert "No trial recorded metrics" in html.found["metrics"]["text"]
 
 
 def test_pruning_section_counts_what_pruning_saved(sweep):

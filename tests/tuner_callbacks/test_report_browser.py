@@ -74,9 +74,9 @@ def chromium(tmp_path):
 
 @pytest.fixture(params=[1, 2], ids=["single-objective", "multi-objective"])
 def report(request, tmp_path):
-    """A finished sweep's report: complete, pruned and failed trials with learning curves; the best trial has
-    validation media (alignment and mel plots, a Griffin-Lim sample) in its run folder. Two objectives add the
-    Pareto front and one plot per objective."""
+    """A finished sweep's report: complete, pruned and failed trials with learning curves and many logged metrics
+    (a wide table); the best trial has validation media (alignment and mel plots, a Griffin-Lim sample) in its run
+    folder. Two objectives add the Pareto front and one plot per objective."""
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     objectives = request.param
     study = optuna.create_study(study_name="search", storage=storage, directions=["minimize"] * objectives)
@@ -85,10 +85,12 @@ def report(request, tmp_path):
     for number, (state, value, steps) in enumerate(plan):
         # A second objective that trades off against the first, so the front has several trials.
         values = None if value is None else [value, 1.0 - value][:objectives]
+        metrics = {f"val/a_rather_long_metric_name_{index}": value + index for index in range(25)} if value else {}
         study.add_trial(frozen(number, state, values=values, seconds=10 + steps / 10, steps=range(100, steps + 1, 100),
                                user_attrs={"output_dir": str(tmp_path / f"job{number}"), "global_step": steps,
-                                           "max_steps": 1000, **({"error": "RuntimeError: <out of memory>"}
-                                                                 if state == TrialState.FAIL else {})}))
+                                           "max_steps": 1000, "metrics": metrics,
+                                           **({"error": "RuntimeError: <out of memory>"}
+                                              if state == TrialState.FAIL else {})}))
     shown = best_trials(study)[0]  # the trial whose media the report shows
     media = write_media(tmp_path / f"job{shown.number}", 50, shade=0.9)
     out = build_report(storage, "search", tmp_path / "report.html", log_to_mlflow=False)
@@ -192,7 +194,8 @@ def test_report_renders_in_chromium_with_every_section_figure_and_audio(chromium
     objectives = report["objectives"]
     counts = {id_: len(section["images"]) for id_, section in shown.items()}
     assert counts == {"summary": 0, "history": objectives, "importances": objectives, "parallel": objectives,
-                      "slices": objectives, "pareto": objectives - 1, "trials": 0, "pruning": 1, "media": 3}
+                      "slices": objectives, "pareto": objectives - 1, "trials": 0, "metrics": 0, "pruning": 1,
+                      "media": 3}
 
     # The audio sample loads: its metadata is read, with the duration of the WAV the trial wrote.
     wav = soundfile.info(io.BytesIO(report["media"]["audio"]))

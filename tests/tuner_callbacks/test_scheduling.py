@@ -157,6 +157,16 @@ def _spec(target="module.loss_weight", **arguments):
     ({"schedules": {"a": _spec(strategy="sequential", phases=[
         {"strategy": "constant", "start": 1, "steps": 2}, {"strategy": "plateau", "monitor": "val/loss"}])}},
      ["phases[1]", "plateau"]),
+    ({"schedules": {"a": _spec(strategy="constant", start=1,
+                               start_when={"monitor": "m", "threshold": 1, "mode": "avg"})}},
+     ["start_when.mode", "'avg'"]),
+    ({"schedules": {"a": _spec(strategy="constant", start=1, start_when={"threshold": 1})}}, ["start_when.monitor"]),
+    ({"schedules": {"a": _spec(strategy="constant", start=1, start_when={"monitor": "m", "threshold": "x"})}},
+     ["start_when.threshold", "'x'"]),
+    ({"schedules": {"a": _spec(strategy="constant", start=1, start_when={"monitor": "m", "threshold": 1, "x": 2})}},
+     ["`start_when` must be a mapping"]),
+    ({"schedules": {"a": _spec(strategy="plateau", monitor="val/loss", start_when={"monitor": "m", "threshold": 1})}},
+     ["start_when", "'plateau'"]),
     ({"schedules": {}}, ["schedules", "{}"]),
     ({"schedules": "cosine"}, ["schedules", "'cosine'"]),
     ({"schedules": {"a": _spec(strategy="constant", start=1)}, "interval": "batch"}, ["interval", "'batch'"]),
@@ -255,6 +265,49 @@ def test_tacotron2_guided_attention_weight_is_scheduled(tmp_path):
     assert [row[3] for row in recorder.rows] == pytest.approx([2.0, 1.5, 1.0, 0.5, 0.0])
     assert module.guided_attention_weight == 0.0
     assert scheduler.state_dict()["base_values"] == {"module.guided_attention_weight": 2.0}
+
+
+@pytest.mark.parametrize(("mode", "scripted", "starts_at"), [
+    ("max", [0.1, 0.2, 0.6, 0.1, 0.9], 3),  # validations after steps 1, 2, 3, ...: first >= 0.5 after step 3
+    ("min", [0.9, 0.4, 0.1], 2),
+    ("max", [0.1], None),  # never met: held at the start
+])
+def test_start_when_holds_the_schedule_until_the_metric_meets_the_threshold(tmp_path, mode, scripted, starts_at):
+    curve = build_schedule({"strategy": "linear", "start": 1.0, "end": 0.0, "total_steps": 4, "delay_steps": 1})
+    scheduler = ParamScheduler({"w": _spec(strategy="linear", start=1.0, end=0.0, total_steps=4, delay_steps=1,
+                                           start_when={"monitor": "val/score", "threshold": 0.5, "mode": mode})})
+    recorder = Recorder()
+    toy_trainer(tmp_path, [scheduler, recorder], max_steps=10).fit(
+        ToyRegression(scripted={"val/score": scripted}), toy_loader(), toy_loader())
+    expected = [1.0 if starts_at is None or step < starts_at else curve(step - starts_at) for step in range(10)]
+    assert [row[3] for row in recorder.rows] == pytest.approx(expected)
+    assert scheduler.state_dict()["started"] == ({} if starts_at is None else {"module.loss_weight": starts_at})
+
+
+def test_start_when_survives_a_resume(tmp_path):
+    def run(folder, max_steps, ckpt_path=None):
+        scheduler, recorder = ParamScheduler({"w": _spec(strategy="linear", start=1.0, end=0.0, total_steps=8,
+                                                         start_when={"monitor": "val/score", "threshold": 0.5})}), \
+            Recorder()
+        trainer = toy_trainer(folder, [scheduler, recorder], max_steps=max_steps)
+        # Met at the second validation only: a resumed run that forgot would wait for a condition never met again.
+        trainer.fit(ToyRegression(scripted={"val/score": [0.0, 0.9, 0.0]}), toy_loader(), toy_loader(),
+                    ckpt_path=ckpt_path)
+        return trainer, recorder
+
+    _, full = run(tmp_path / "full", 8)
+    first, _ = run(tmp_path / "first", 4)
+    first.save_checkpoint(tmp_path / "half.ckpt")
+    _, resumed = run(tmp_path / "resumed", 8, tmp_path / "half.ckpt")
+    assert [row[3] for row in resumed.rows] == [row[3] for row in full.rows[4:]]
+    assert full.rows[-1][3] < 1.0
+
+
+def test_missing_start_when_metric_is_named(tmp_path):
+    scheduler = ParamScheduler({"w": _spec(strategy="constant", start=1.0,
+                                           start_when={"monitor": "val/missing", "threshold": 0.5})})
+    with pytest.raises(RuntimeError, match="start_when monitors 'val/missing', which was not logged"):
+        toy_trainer(tmp_path, [scheduler], max_steps=2).fit(ToyRegression(), toy_loader(), toy_loader())
 
 
 def _resume_specs():

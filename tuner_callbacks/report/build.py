@@ -2,11 +2,11 @@
 demand with ``python -m tuner_callbacks.report --storage URL --study NAME``.
 
 Sections: summary, optimization history, parameter importances, parallel coordinates, slice plots, Pareto front
-(multi-objective studies), a table of trials, the training saved by pruning (with learning curves), and the
-best trial's alignment plot, mel plot and audio sample. Images and audio are embedded as data URIs. The file is
-also logged to MLflow as ``report/<file name>`` of a run named ``sweep-<study>`` (tags ``optuna.study`` and
-``smart_tuner.report``) in the experiment of the study's trial runs; building the report again logs to the
-same run.
+(multi-objective studies), a table of trials, the metrics each trial logged (whatever they are), the training saved
+by pruning (with learning curves), and the best trial's alignment plot, mel plot and audio sample. Images and audio
+are embedded as data URIs. The file is also logged to MLflow as ``report/<file name>`` of a run named
+``sweep-<study>`` (tags ``optuna.study`` and ``smart_tuner.report``) in the experiment of the study's trial runs;
+building the report again logs to the same run.
 
 Example:
     >>> build_report("sqlite:///outputs/optuna.db", "tacotron2-search", Path("outputs/sweep/report.html"))
@@ -34,8 +34,10 @@ from tuner_callbacks.report.data import (
     best_trials,
     format_duration,
     gain_over_defaults,
+    metrics_table,
     objective_names,
     pruning_savings,
+    recorded_metrics,
     trial_rows,
 )
 from tuner_callbacks.report.html import Section, audio, image, note, page, paragraph, table
@@ -120,6 +122,33 @@ def _trials(study: optuna.Study) -> str:
     headers = ["trial", "state", *names, "parameters", "duration", "steps / max_steps", "MLflow run", "note"]
     return table(headers, cells, numeric=[True, False] + [True] * len(names) + [False, True, True],
                  row_classes=[r.state for r in rows], cell_classes=["", "state"])
+
+
+def _trial_metrics(trials: Sequence[FrozenTrial], client: MlflowClient | None) -> dict[int, dict[str, float]]:
+    """Each finished trial's final metrics: those its job recorded in the trial, else its MLflow run's latest."""
+    metrics = {}
+    for trial in trials:
+        if not trial.state.is_finished():
+            continue
+        values = recorded_metrics(trial)
+        run_id = trial.user_attrs.get(RUN_ID)
+        if not values and client is not None and run_id:
+            try:
+                values = dict(client.get_run(run_id).data.metrics)
+            except Exception as error:  # a deleted run or a store hiccup costs this trial's column only
+                log.warning("Metrics of trial %s not read from MLflow run %s: %s", trial.number, run_id, error)
+        metrics[trial.number] = values
+    return metrics
+
+
+def _metrics(trials: Sequence[FrozenTrial], client: MlflowClient | None) -> str:
+    numbers, rows = metrics_table(_trial_metrics(trials, client))
+    if not numbers:
+        return note("No trial recorded metrics (the job's user attribute 'metrics', or an MLflow run).")
+    body = table(["metric", *(f"trial {number}" for number in numbers)], rows,
+                 numeric=[False] + [True] * len(numbers))
+    return (paragraph("The last value of every metric each finished trial logged, one column per trial.")
+            + f'<div class="wide">{body}</div>')
 
 
 def _pruning(study: optuna.Study, savings: PruningSavings) -> str:
@@ -238,6 +267,7 @@ def build_report(storage: str, study_name: str, out_path: Path | None = None, tr
         Section("slices", "Slice plots", plots.slices(study)),
         Section("pareto", "Pareto front", plots.pareto_front(study, pareto_rows if len(names) > 1 else [])),
         Section("trials", "Trials", _trials(study)),
+        Section("metrics", "Metrics", _metrics(trials, client)),
         Section("pruning", "Compute saved by pruning", _pruning(study, savings)),
         Section("media", "Best trial: alignment, mel and audio", _media(best, client)),
     ]

@@ -109,6 +109,29 @@ def pruning_savings(trials: Sequence[FrozenTrial]) -> PruningSavings:
                           saved / total if total else None, seconds if timed else None)
 
 
+def recorded_metrics(trial: FrozenTrial) -> dict[str, float]:
+    """The final metrics the trial's job recorded (user attribute ``metrics``; {} when it recorded none), numbers
+    only."""
+    metrics = trial.user_attrs.get(contract.ATTR_METRICS)
+    if not isinstance(metrics, dict):
+        return {}
+    return {str(name): float(value) for name, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+def metrics_table(metrics: dict[int, dict[str, float]]) -> tuple[list[int], list[list[object]]]:
+    """Trials' metrics (trial number -> name -> value) as a table of one row per metric name (sorted) and one column
+    per trial (in trial order, those with any metric): (the trial numbers, rows of [name, value or "-", ...])."""
+    numbers = sorted(number for number, values in metrics.items() if values)
+    names = sorted({name for number in numbers for name in metrics[number]})
+    rows = [[name, *(_format_metric(metrics[number].get(name)) for number in numbers)] for name in names]
+    return numbers, rows
+
+
+def _format_metric(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The best trial (single objective) or the Pareto-optimal trials in trial order; [] before any completes."""
     if not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):

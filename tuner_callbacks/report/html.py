@@ -17,6 +17,7 @@ tr.COMPLETE td.state { color: #1a7f37; } tr.PRUNED td.state { color: #8250df; } 
 figure { display: inline-block; margin: 0.5em 1em 0.5em 0; vertical-align: top; }
 figure img { max-width: 100%; border: 1px solid #eee; } figcaption { font-size: 0.85em; color: #555; }
 p.note { color: #555; font-style: italic; } nav a { display: inline-block; margin-right: 1em; }
+div.wide { overflow-x: auto; }
 """
 
 
