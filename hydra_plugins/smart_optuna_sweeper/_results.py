@@ -4,6 +4,7 @@ stopped early."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,10 @@ def write_results(study: Any, sweep_dir: Path, storage_url: str, stopped_early: 
         results["stopped_early"] = stopped_early
     sweep_dir.mkdir(parents=True, exist_ok=True)
     path = sweep_dir / "optimization_results.yaml"
-    OmegaConf.save(OmegaConf.create(results), path)
+    # Workers sharing a sweep folder each write it at their end: whole files, the last one's kept.
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    OmegaConf.save(OmegaConf.create(results), partial)
+    os.replace(partial, path)
     return path
 
 
