@@ -13,6 +13,7 @@ given the masked URL takes the password from there.
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ JOURNAL_PREFIX = "journal:"
 STORAGE_ENV = "SMART_TUNER_OPTUNA_STORAGE"  # the full storage URL of the sweep, for the jobs it launches
 _SQLITE_LOCK_TIMEOUT_S = 60
 _CONNECT_TIMEOUT_S = 10
+_PASSWORD = re.compile(r"://[^/@\s:]*:[^/@\s]*@")  # scheme://user:PASSWORD@host
 
 
 def open_storage(url: str) -> Any:
@@ -58,15 +60,16 @@ def open_storage(url: str) -> Any:
 
 def masked_for_jobs(url: str) -> str:
     """``url`` as jobs get it: with its password masked, the full URL exported in :data:`STORAGE_ENV` (inherited
-    by the jobs a launcher starts from this process; set it yourself on machines that do not inherit it)."""
-    masked = redact_url(url)
-    if masked != url:
-        os.environ[STORAGE_ENV] = url
-    return masked
+    by the jobs a launcher starts from this process; set it yourself on machines that do not inherit it). A URL
+    without a password (``postgresql://user@db/optuna`` with PGPASSWORD or ~/.pgpass) is passed as it is."""
+    if not _PASSWORD.search(url):
+        return url
+    os.environ[STORAGE_ENV] = url
+    return redact_url(url)
 
 
 def _unmasked(url: str) -> str:
-    if f":{MASK}@" not in url:
+    if MASK not in url:
         return url
     full = os.environ.get(STORAGE_ENV, "")
     if full and redact_url(full) == url:

@@ -15,9 +15,13 @@ DEADLINE_S = 600.0  # a whole multi-process sweep of tiny trials takes well unde
 
 
 def study_or_none(name: str, storage: Any) -> optuna.Study | None:
-    """The study, or None while its storage or its record is not written yet (a sweeper starting up)."""
+    """The study, or None while its record is not written yet (a sweeper starting up). ``storage``: a storage or a
+    URL (opened as the sweeper opens it, riding out a sweeper creating Optuna's tables at the same moment)."""
+    from tuner_callbacks.optuna_storage import open_storage
+
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        return optuna.load_study(study_name=name, storage=open_storage(storage) if isinstance(storage, str)
+                                 else storage)
     except KeyError:  # "Record does not exist."
         return None
 

@@ -146,7 +146,7 @@ def test_a_worker_killed_mid_trial_has_its_trial_requeued_by_the_others_and_noth
     # libpq's own way: a URL without the password, which comes from PGPASSWORD (or ~/.pgpass).
     env = {"PGPASSWORD": PASSWORD}
     url = postgres_url.replace(f":{PASSWORD}@", "@")
-    args = [f"hydra.sweeper.storage='{url}'", "hydra.sweeper.n_trials=4", "trainer.max_steps=12",
+    args = [f"hydra.sweeper.storage='{url}'", "hydra.sweeper.n_trials=3",
             "hydra/sweeper/pruner=nop", "hydra.sweeper.stale_trials=requeue",
             f"hydra.sweeper.stale_after_s={stale_after_s}", "hydra.sweeper.report=false"]
     workers = [start_worker(tmp_path, shared_cache, f"worker{i}", *args, env=env) for i in range(2)]
@@ -179,7 +179,7 @@ def test_a_worker_killed_mid_trial_has_its_trial_requeued_by_the_others_and_noth
     study = optuna.load_study(study_name=STUDY, storage=open_storage(postgres_url))
     counted = [t for t in study.trials if t.state.is_finished() and ATTR_INTERRUPTED not in t.user_attrs
                and ATTR_NOT_RUN not in t.user_attrs]
-    assert len(counted) == 4 and all(t.state == TrialState.COMPLETE for t in counted)
+    assert len(counted) == 3 and all(t.state == TrialState.COMPLETE for t in counted)
     (again,) = [t for t in counted if t.user_attrs.get(ATTR_REQUEUED_FROM) == killed.number]
     assert again.params == killed.params and again.system_attrs[PID] == survivor.pid
     assert {n: v for n, v in ((t.number, t.values) for t in study.trials) if n in finished_before} == finished_before
