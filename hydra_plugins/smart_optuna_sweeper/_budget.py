@@ -10,8 +10,8 @@ later have larger numbers; trials only leave the budget), so a trial within the 
 
 Left out of the budget: trials copied by ``warm_start_from``, trials a dead worker left RUNNING (failed with
 ``interrupted``), and trials given back (failed with ``not_run`` naming why). A given-back trial that was a waiting
-(enqueued) one is enqueued again; one that duplicates an earlier trial's enqueued values (two workers seeding a new
-study at once) is not.
+(enqueued) one is enqueued again; one that the sweeper's seeding enqueued twice (the run's defaults, an
+``enqueue_trials`` entry: two workers seeding a new study at once) is not. Values a user enqueues twice run twice.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from optuna.trial import FrozenTrial, TrialState
 
+from hydra_plugins.smart_optuna_sweeper._seeding import ENQUEUED_BY
 from tuner_callbacks import contract
 
 _FIXED = "fixed_params"  # where Optuna keeps an enqueued trial's values
@@ -55,11 +56,13 @@ def refusal(trials: Sequence[FrozenTrial], number: int, n_trials: int) -> Refusa
     fixed = trial.system_attrs.get(_FIXED)
     if sum(1 for t in budget if t.number < number) >= n_trials:
         return Refusal(f"asked beyond n_trials={n_trials}: another worker took the last place", bool(fixed))
-    if fixed and contract.ATTR_REQUEUED_FROM not in trial.user_attrs:
+    seeded = trial.system_attrs.get(ENQUEUED_BY)
+    if fixed and seeded:
         for earlier in budget:
-            if earlier.number < number and earlier.system_attrs.get(_FIXED) == fixed:
-                return Refusal(f"enqueued twice (workers seeding the study at once): trial {earlier.number} runs "
-                               "the same values", False)
+            if (earlier.number < number and earlier.system_attrs.get(ENQUEUED_BY) == seeded
+                    and earlier.system_attrs.get(_FIXED) == fixed):
+                return Refusal(f"{seeded} enqueued twice (workers seeding the study at once): trial "
+                               f"{earlier.number} runs the same values", False)
     return None
 
 

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hydra_plugins.smart_optuna_sweeper import _budget
+from hydra_plugins.smart_optuna_sweeper import _budget, _seeding
 from hydra_plugins.smart_optuna_sweeper._impl import SweepError
 from hydra_plugins.smart_optuna_sweeper._trial_seeds import trial_seed
 from tests.hydra_plugins.scripted_sweep import load, scripted_sweeper
@@ -52,16 +52,19 @@ def test_of_two_workers_asking_for_the_last_place_the_later_number_is_given_back
     assert not _budget.has_room(study.trials, 3)  # given back, it frees nothing: the first one holds the place
 
 
-def test_a_waiting_trial_popped_beyond_the_cap_is_queued_again_and_a_duplicate_is_dropped():
+def test_a_waiting_trial_popped_beyond_the_cap_is_queued_again_and_a_double_seeding_is_dropped(monkeypatch):
     study = optuna.create_study()
-    study.enqueue_trial({"x": 0.1}, user_attrs={"defaults": True})
-    study.enqueue_trial({"x": 0.1}, user_attrs={"defaults": True})  # a second worker seeding at the same time
+    # Two workers seeding a new study at once: both find no trial carrying the defaults, both enqueue them.
+    monkeypatch.setattr(_seeding, "carried_by", lambda *args: None)
+    for _ in range(2):
+        _seeding.enqueue(study, {"x": 0.1}, {"defaults": True}, "The run's configured values")
     study.enqueue_trial({"x": 0.2})
     assert _budget.has_room(study.trials, 2)
     study.ask({"x": X})  # trial 0
     duplicate = study.ask({"x": X})  # trial 1: the same enqueued values again
     refused = _budget.refusal(study.trials, duplicate.number, 2)
-    assert "trial 0 runs the same values" in refused.reason and not refused.requeue
+    assert refused.reason.startswith("The run's configured values enqueued twice") and not refused.requeue
+    assert "trial 0 runs the same values" in refused.reason
     _budget.give_back(study, study.trials[1], refused)
     third = study.ask({"x": X})  # trial 2: within the cap once trial 1 was dropped
     assert _budget.refusal(study.trials, third.number, 2) is None
@@ -119,13 +122,14 @@ def test_two_workers_with_the_same_seed_on_one_study_ask_different_values(tmp_pa
     assert len(set(params(study))) == 8  # with one seed per process, pairs of trials had the same values
 
 
-def test_a_requeued_trial_runs_the_same_values_again_on_purpose(tmp_path):
+def test_values_enqueued_twice_on_purpose_run_twice():
     study = optuna.create_study()
     study.enqueue_trial({"x": 0.4})
     study.ask({"x": X})
-    study.enqueue_trial({"x": 0.4}, user_attrs={ATTR_REQUEUED_FROM: 0})
-    again = study.ask({"x": X})
-    assert _budget.refusal(study.trials, again.number, 5) is None
+    study.enqueue_trial({"x": 0.4}, user_attrs={ATTR_REQUEUED_FROM: 0})  # stale_trials=requeue
+    study.enqueue_trial({"x": 0.4})  # by the user
+    for _ in range(2):
+        assert _budget.refusal(study.trials, study.ask({"x": X}).number, 5) is None
 
 
 # --- another search space -----------------------------------------------------------------------------------------
