@@ -58,6 +58,18 @@ class PostgresServer:
             self.account = next(name for name in ("postgres", "nobody") if _exists(name))
             entry = pwd.getpwnam(self.account)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
+            if not _reachable_by_others(bin_dir) and (bin_dir.parent / "share").is_dir():
+                # The wheel's relocatable install in a folder the account cannot enter (a clone under a private
+                # folder): a copy of it beside the data, laid out as in site-packages (pgserver/pginstall/bin
+                # finds its libraries in pgserver.libs, three folders up).
+                install, wheel = bin_dir.parent, bin_dir.parent.parent
+                copy = self.root / "install" / wheel.name / install.name
+                for part in ("bin", "lib", "share"):
+                    shutil.copytree(install / part, copy / part, symlinks=True)
+                libs = wheel.parent / f"{wheel.name}.libs"
+                if libs.is_dir():
+                    shutil.copytree(libs, self.root / "install" / libs.name, symlinks=True)
+                self.bin_dir = copy / "bin"
 
     def _run(self, *args: str, timeout: float = 120) -> None:
         done = subprocess.run([str(self.bin_dir / args[0]), *args[1:]], capture_output=True, text=True,
@@ -110,6 +122,11 @@ class PostgresServer:
                              autocommit=True) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+
+def _reachable_by_others(folder: Path) -> bool:
+    """Whether every folder from / down to ``folder`` may be entered by any user."""
+    return all(part.stat().st_mode & 0o001 for part in [folder.resolve(), *folder.resolve().parents])
 
 
 def _exists(account: str) -> bool:
