@@ -7,7 +7,8 @@ with ``--workers`` processes of ``python train.py -m hparams=search`` started to
 figures show the sweep machinery rather than training.
 
 For each arm it prints the wall time from starting the workers to the last one ending, the speedup against one
-worker, and the sweeper's own overhead per trial: from the sweeper handing the trial to its launcher (the trial's
+worker, the seconds from starting the workers to the first trial's launch (a worker's start: imports, Hydra,
+the study), and the sweeper's own overhead per trial: from the sweeper handing the trial to its launcher (the trial's
 ``smart_tuner:launched_at``) to the first training batch (the job's ``timing`` user attribute), less the model's
 construction. That is Hydra's per-job setup, the data module, the callbacks and Lightning's start (its sanity
 validation included).
@@ -44,7 +45,7 @@ TINY = [  # tests/helpers/train_configs.py's model and data
 
 
 def run_arm(workers: int, trials: int, url: str, args: argparse.Namespace, folder: Path, cache: Path
-            ) -> tuple[float, Any]:
+            ) -> tuple[float, float, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SMART_TUNER_CACHE": str(cache),
            "SMART_TUNER_OPTUNA_STORAGE": url}
     command = [sys.executable, str(ROOT / "train.py"), "-m", "hparams=search", *TINY,
@@ -53,7 +54,7 @@ def run_arm(workers: int, trials: int, url: str, args: argparse.Namespace, folde
                "hydra.sweeper.registry_model=null", "hydra.sweeper.alerts=null", "hydra.sweeper.study_name=scaling",
                "hydra.sweeper.storage=${oc.env:SMART_TUNER_OPTUNA_STORAGE}"]
     folder.mkdir(parents=True)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     processes = []
     for index in range(workers):
         with (folder / f"worker{index}.log").open("w") as log:
@@ -64,7 +65,7 @@ def run_arm(workers: int, trials: int, url: str, args: argparse.Namespace, folde
         raise SystemExit(f"{workers} workers: exit codes {codes}; see {folder}/worker*.log")
     from tuner_callbacks.optuna_storage import open_storage
 
-    return wall_s, optuna.load_study(study_name="scaling", storage=open_storage(url))
+    return wall_s, started_at, optuna.load_study(study_name="scaling", storage=open_storage(url))
 
 
 def overheads(study: optuna.Study) -> list[float]:
@@ -102,15 +103,17 @@ def main() -> None:
             new_database = server.create_database if server else (lambda n: _create_database(args.storage_server, n))
             # Untimed: builds the dataset and its mel cache, which every arm then shares.
             run_arm(1, 1, new_database(f"warmup_{os.getpid()}"), args, root / "warmup", cache)
-            print(f"{'workers':>7} {'wall s':>8} {'speedup':>8}   overhead/trial s: median, max")
+            print(f"{'workers':>7} {'wall s':>8} {'speedup':>8} {'start s':>8}   overhead/trial s: median, max")
             walls = {}
             for workers in args.workers:
                 url = new_database(f"scaling_{workers}_{os.getpid()}")
-                walls[workers], study = run_arm(workers, args.trials, url, args, root / f"w{workers}", cache)
+                walls[workers], started_at, study = run_arm(workers, args.trials, url, args, root / f"w{workers}",
+                                                            cache)
                 spent = overheads(study)
                 speedup = walls[1] / walls[workers] if 1 in walls else float("nan")
-                print(f"{workers:>7} {walls[workers]:>8.1f} {speedup:>8.2f}   {statistics.median(spent):.2f}, "
-                      f"{max(spent):.2f} ({len(spent)} trials)")
+                first = min(t.system_attrs["smart_tuner:launched_at"] for t in study.trials) - started_at
+                print(f"{workers:>7} {walls[workers]:>8.1f} {speedup:>8.2f} {first:>8.1f}   "
+                      f"{statistics.median(spent):.2f}, {max(spent):.2f} ({len(spent)} trials)")
     finally:
         if server is not None:
             server.stop()
