@@ -125,6 +125,7 @@ def test_workers_sharing_a_study_run_n_trials_once_each_and_prune_on_another_wor
     assert all(not t.intermediate_values for t in study.trials if ATTR_NOT_RUN in t.user_attrs)  # given back unrun
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     assert len({t.system_attrs[PID] for t in ran[1:]}) >= 2, "the trials all ran in one worker"
+    assert len({tuple(sorted(t.params.items())) for t in ran}) == n_trials  # workers of one seed ask different values
     # Pruning used another worker's reports: every worker pruned its destructive trials at their first validation
     # against trial 0, which the first worker ran.
     assert [t.state for t in ran] == [TrialState.COMPLETE] + [TrialState.PRUNED] * len(bad)
@@ -180,6 +181,8 @@ def test_a_worker_killed_mid_trial_has_its_trial_requeued_by_the_others_and_noth
     counted = [t for t in study.trials if t.state.is_finished() and ATTR_INTERRUPTED not in t.user_attrs
                and ATTR_NOT_RUN not in t.user_attrs]
     assert len(counted) == 3 and all(t.state == TrialState.COMPLETE for t in counted)
+    # Two workers of one seed, started together: no values asked twice but the requeued ones, on purpose.
+    assert len({tuple(sorted(t.params.items())) for t in [*counted, recovered]}) == 3
     (again,) = [t for t in counted if t.user_attrs.get(ATTR_REQUEUED_FROM) == killed.number]
     assert again.params == killed.params and again.system_attrs[PID] == survivor.pid
     assert {n: v for n, v in ((t.number, t.values) for t in study.trials) if n in finished_before} == finished_before
@@ -200,7 +203,9 @@ def test_an_unreachable_database_fails_at_once_with_its_password_masked(tmp_path
 
 
 def test_a_postgresql_study_of_other_directions_or_another_search_space_is_named_and_left_untouched(tmp_path,
-                                                                                                   postgres_url):
+                                                                                                   postgres_url,
+                                                                                                   monkeypatch):
+    monkeypatch.setenv(STORAGE_ENV, "")  # the sweeper exports its URL for its jobs: removed after the test
     def snapshot(name):
         study = optuna.load_study(study_name=name, storage=open_storage(postgres_url))
         return ([(t.number, t.state, t.values, t.user_attrs, t.system_attrs) for t in study.trials],
