@@ -42,6 +42,10 @@ _DIRECTIONS = ("minimize", "maximize")
 _STALE_MODES = ("fail", "requeue")
 _LAUNCH_MODES = ("auto", "batch", "continuous")
 SEARCH_SPACE_ATTR = "smart_tuner:search_space"  # study system attr: the distributions the study was created for
+# Samplers whose values for a trial are random draws: a seed per trial keeps workers and resumed runs from replaying
+# one sequence (_trial_seeds).
+_DRAWING_SAMPLERS = {f"optuna.samplers.{name}" for name in ("TPESampler", "RandomSampler", "CmaEsSampler",
+                                                             "GPSampler", "NSGAIISampler", "NSGAIIISampler")}
 _WAIT = object()  # _next_trial: no room now, but other workers' trials are running (one may free a place)
 
 __all__ = ["SmartOptunaSweeperImpl", "SweepError"]
@@ -140,14 +144,12 @@ class SmartOptunaSweeperImpl(Sweeper):
                 log.info("GridSampler: %d points, so n_trials %d -> %d", size, self.n_trials, size)
                 self.n_trials = size
         seed = (self.sampler_node or {}).get("seed")
-        if seed is None:
+        if seed is None or self.sampler_node.get("_target_") not in _DRAWING_SAMPLERS:
+            # Unseeded, or a sampler that walks a sequence of its own (a grid: its seed orders the points, and a
+            # trial's point is stored as an index into that order), never replayed by a second process.
             return self.sampler_cfg if grid is None else self.sampler_cfg(search_space=grid)
 
-        def build(trial_seed: int) -> optuna.samplers.BaseSampler:
-            built = _instantiated({**self.sampler_node, "seed": trial_seed})
-            return built if grid is None else built(search_space=grid)
-
-        return PerTrialSeed(build, seed)
+        return PerTrialSeed(lambda trial_seed: _instantiated({**self.sampler_node, "seed": trial_seed}), seed)
 
     def _create_study(self, space: SearchSpace, storage_url: str) -> optuna.Study:
         study_name = self.study_name or self.sweep_dir.name
@@ -261,7 +263,11 @@ class SmartOptunaSweeperImpl(Sweeper):
         if error:
             study._storage.set_trial_user_attr(trial._trial_id, contract.ATTR_ERROR, error)
             log.warning("Trial %d failed: %s", trial.number, error)
-        study.tell(trial, state=state, values=values, skip_if_finished=True)
+        try:
+            study.tell(trial, state=state, values=values, skip_if_finished=True)
+        except RuntimeError as stop:  # GridSampler calls study.stop() once every point ran, outside study.optimize
+            if "Study.stop" not in str(stop):
+                raise
         log.info("Trial %d: %s%s", trial.number, state.name, f" {values}" if values else "")
         self._failures += state == TrialState.FAIL
         self._launched += 1

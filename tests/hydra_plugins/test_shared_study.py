@@ -35,6 +35,24 @@ def params(study):
     return [tuple(sorted(t.params.items())) for t in counted(study)]
 
 
+def run_together(sweepers):
+    """Each sweeper's sweep in a thread of its own, all at once; fails with the first error any of them raised."""
+    errors = []
+
+    def sweep(sweeper):
+        try:
+            sweeper.sweep([])
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=sweep, args=(sweeper,)) for sweeper in sweepers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+
+
 # --- the cap ------------------------------------------------------------------------------------------------------
 
 def test_of_two_workers_asking_for_the_last_place_the_later_number_is_given_back():
@@ -80,17 +98,27 @@ def test_a_waiting_trial_popped_beyond_the_cap_is_queued_again_and_a_double_seed
 
 def test_two_sweepers_on_one_study_run_exactly_n_trials(tmp_path):
     sweepers = [scripted_sweeper(tmp_path, value_of, n_trials=8, enqueue_defaults=True) for _ in range(2)]
-    threads = [threading.Thread(target=sweeper.sweep, args=([],)) for sweeper in sweepers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    run_together(sweepers)
     study = load(tmp_path)
     assert len(counted(study)) == 8 and all(t.state == TrialState.COMPLETE for t in counted(study))
     assert sum(len(s.launcher.launched) for s in sweepers) == 8  # nothing ran that is not counted
     assert all(len(s.launcher.launched) > 0 for s in sweepers)
     assert sum(1 for t in counted(study) if t.user_attrs.get("defaults")) == 1
     assert len(set(params(study))) == 8
+
+
+def test_two_workers_on_a_grid_run_each_point_once(tmp_path):
+    grid = {"params": {"data.batch_size": "choice(2, 4, 8)", "model.gate_positive_weight": "choice(1.0, 5.0)"}}
+    sweepers = [scripted_sweeper(tmp_path, value_of_batch, "hydra/sweeper/sampler=grid", n_trials=10, **grid)
+                for _ in range(2)]
+    run_together(sweepers)
+    study = load(tmp_path)
+    assert len(counted(study)) == 6 and len(set(params(study))) == 6  # n_trials is cut to the grid's 6 points
+
+
+def value_of_batch(number, overrides):
+    time.sleep(0.02)
+    return float(overrides["data.batch_size"])
 
 
 # --- seeds --------------------------------------------------------------------------------------------------------
@@ -112,11 +140,7 @@ def test_a_resumed_sweep_does_not_replay_the_seeded_samplers_draws(tmp_path):
 
 def test_two_workers_with_the_same_seed_on_one_study_ask_different_values(tmp_path):
     sweepers = [scripted_sweeper(tmp_path, value_of, n_trials=8, enqueue_defaults=False) for _ in range(2)]
-    threads = [threading.Thread(target=sweeper.sweep, args=([],)) for sweeper in sweepers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    run_together(sweepers)
     study = load(tmp_path)
     assert len(counted(study)) == 8
     assert len(set(params(study))) == 8  # with one seed per process, pairs of trials had the same values
