@@ -2,15 +2,28 @@
 
 ``sqlite:///path.db`` and other SQLAlchemy URLs (``postgresql://user@host/db``) open an ``RDBStorage``;
 ``journal:/path/to/file`` opens Optuna's journal file storage (safe on network file systems without a
-database server). SQLite gets a generous lock timeout: a sweep's parallel jobs write to one file.
+database server). SQLite gets a generous lock timeout: a sweep's parallel jobs write to one file; PostgreSQL a
+connect timeout, so an unreachable server fails in seconds rather than at the TCP timeout.
+
+A URL with a password reaches jobs masked (:func:`masked_for_jobs`): Hydra logs and saves every job's overrides.
+The sweeper exports the full URL in :data:`STORAGE_ENV`, which the jobs it launches inherit; :func:`open_storage`
+given the masked URL takes the password from there.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import time
 from typing import Any
 
+from tuner_callbacks.mlflow_utils import MASK, redact_url
+
 JOURNAL_PREFIX = "journal:"
+STORAGE_ENV = "SMART_TUNER_OPTUNA_STORAGE"  # the full storage URL of the sweep, for the jobs it launches
 _SQLITE_LOCK_TIMEOUT_S = 60
+_CONNECT_TIMEOUT_S = 10
+_PASSWORD = re.compile(r"://[^/@\s:]*:[^/@\s]*@")  # scheme://user:PASSWORD@host
 
 
 def open_storage(url: str) -> Any:
@@ -24,10 +37,46 @@ def open_storage(url: str) -> Any:
 
         return JournalStorage(JournalFileBackend(url[len(JOURNAL_PREFIX):]))
     if "://" not in url:
-        raise ValueError(f"storage {url!r} is neither a database URL (sqlite:///file.db, postgresql://...) nor "
-                         f"{JOURNAL_PREFIX}<file>")
-    engine_kwargs = {"connect_args": {"timeout": _SQLITE_LOCK_TIMEOUT_S}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        raise ValueError(f"storage {redact_url(url)!r} is neither a database URL (sqlite:///file.db, "
+                         f"postgresql://...) nor {JOURNAL_PREFIX}<file>")
+    url = _unmasked(url)
+    engine_kwargs = {}
+    if url.startswith("sqlite"):
+        engine_kwargs = {"connect_args": {"timeout": _SQLITE_LOCK_TIMEOUT_S}}
+    elif url.startswith("postgresql") and "connect_timeout" not in url:
+        engine_kwargs = {"connect_args": {"connect_timeout": _CONNECT_TIMEOUT_S}}
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except DBAPIError as error:
+            # Workers creating Optuna's tables in a new database together: one of them won, the others retry.
+            racing = isinstance(error, IntegrityError) or "already exists" in str(error)
+            if not racing or attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def masked_for_jobs(url: str) -> str:
+    """``url`` as jobs get it: with its password masked, the full URL exported in :data:`STORAGE_ENV` (inherited
+    by the jobs a launcher starts from this process; set it yourself on machines that do not inherit it). A URL
+    without a password (``postgresql://user@db/optuna`` with PGPASSWORD or ~/.pgpass) is passed as it is."""
+    if not _PASSWORD.search(url):
+        return url
+    os.environ[STORAGE_ENV] = url
+    return redact_url(url)
+
+
+def _unmasked(url: str) -> str:
+    if MASK not in url:
+        return url
+    full = os.environ.get(STORAGE_ENV, "")
+    if full and redact_url(full) == url:
+        return full
+    raise ValueError(f"storage {url!r} has its password masked, and {STORAGE_ENV} does not hold the full URL: a "
+                     "sweeper exports it for the jobs it launches; on a machine that does not inherit the "
+                     "sweeper's environment, set it there (or use a URL without a password and PGPASSWORD/.pgpass)")
 
 
 # Optuna keeps no pruner in the storage: a job loading the study would get the default MedianPruner, not the one

@@ -23,15 +23,17 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from hydra_plugins.smart_optuna_sweeper import _seeding
+from hydra_plugins.smart_optuna_sweeper import _budget, _seeding
 from hydra_plugins.smart_optuna_sweeper._errors import SweepError
-from hydra_plugins.smart_optuna_sweeper._liveness import Heartbeat, recover_stale_trials
+from hydra_plugins.smart_optuna_sweeper._liveness import LAUNCHED_AT, Heartbeat, claim, is_own, recover_stale_trials
 from hydra_plugins.smart_optuna_sweeper._pruners import build_pruner, pruner_record, storable
 from hydra_plugins.smart_optuna_sweeper._results import promote_best_trial_model, write_results
 from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace, SearchSpaceError, encode_value
 from hydra_plugins.smart_optuna_sweeper._stopping import StopRules
+from hydra_plugins.smart_optuna_sweeper._trial_seeds import PerTrialSeed
 from tuner_callbacks import contract
-from tuner_callbacks.optuna_storage import JOURNAL_PREFIX, open_storage, record_pruner
+from tuner_callbacks.mlflow_utils import redact_url
+from tuner_callbacks.optuna_storage import JOURNAL_PREFIX, masked_for_jobs, open_storage, record_pruner
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,12 @@ ARTIFACT_FOLDER = "artifacts"  # trials' media for optuna-dashboard, beside the 
 _DIRECTIONS = ("minimize", "maximize")
 _STALE_MODES = ("fail", "requeue")
 _LAUNCH_MODES = ("auto", "batch", "continuous")
+SEARCH_SPACE_ATTR = "smart_tuner:search_space"  # study system attr: the distributions the study was created for
+# Samplers whose values for a trial are random draws: a seed per trial keeps workers and resumed runs from replaying
+# one sequence (_trial_seeds).
+_DRAWING_SAMPLERS = {f"optuna.samplers.{name}" for name in ("TPESampler", "RandomSampler", "CmaEsSampler",
+                                                             "GPSampler", "NSGAIISampler", "NSGAIIISampler")}
+_WAIT = object()  # _next_trial: no room now, but other workers' trials are running (one may free a place)
 
 __all__ = ["SmartOptunaSweeperImpl", "SweepError"]
 
@@ -69,6 +77,7 @@ class SmartOptunaSweeperImpl(Sweeper):
         # Built here, not by Hydra (_recursive_: false): the grid sampler partially (its grid comes from the search
         # space), the pruner with its warm-up mapped, and recorded for the jobs as built.
         self.sampler_cfg = _instantiated(sampler)
+        self.sampler_node = _plain(sampler) if OmegaConf.is_config(sampler) or isinstance(sampler, dict) else None
         self.pruner_record = None if isinstance(pruner, optuna.pruners.BasePruner) else pruner_record(pruner)
         self.pruner = pruner if self.pruner_record is None else build_pruner(self.pruner_record)
         if not isinstance(enqueue_defaults, bool):
@@ -127,27 +136,43 @@ class SmartOptunaSweeperImpl(Sweeper):
         return self.sweep_dir / ARTIFACT_FOLDER
 
     def _sampler(self, space: SearchSpace) -> optuna.samplers.BaseSampler:
+        """The configured sampler; a seeded one draws each trial's values from a seed of its own (_trial_seeds)."""
+        grid = None
         if isinstance(self.sampler_cfg, functools.partial):  # a sampler built from the space: GridSampler
             grid = {name: _grid_values(name, d) for name, d in space.distributions.items()}
             size = math.prod(len(values) for values in grid.values())
             if self.n_trials > size:
                 log.info("GridSampler: %d points, so n_trials %d -> %d", size, self.n_trials, size)
                 self.n_trials = size
-            return self.sampler_cfg(search_space=grid)
-        return self.sampler_cfg
+        seed = (self.sampler_node or {}).get("seed")
+        if seed is None or self.sampler_node.get("_target_") not in _DRAWING_SAMPLERS:
+            # Unseeded, or a sampler that walks a sequence of its own (a grid: its seed orders the points, and a
+            # trial's point is stored as an index into that order), never replayed by a second process.
+            return self.sampler_cfg if grid is None else self.sampler_cfg(search_space=grid)
+
+        return PerTrialSeed(lambda trial_seed: _instantiated({**self.sampler_node, "seed": trial_seed}), seed)
 
     def _create_study(self, space: SearchSpace, storage_url: str) -> optuna.Study:
         study_name = self.study_name or self.sweep_dir.name
+        shown = redact_url(storage_url)
         try:
-            study = optuna.create_study(study_name=study_name, storage=open_storage(storage_url),
-                                        sampler=self._sampler(space), pruner=self.pruner,
-                                        directions=self.directions, load_if_exists=True)
+            storage = open_storage(storage_url)
+        except Exception as error:  # an unreachable server, a bad URL: at once, with the password masked
+            raise SweepError(f"hydra.sweeper.storage={shown!r} cannot be opened: "
+                             f"{redact_url(str(error))}") from None
+        try:
+            study = optuna.create_study(study_name=study_name, storage=storage, sampler=self._sampler(space),
+                                        pruner=self.pruner, directions=self.directions, load_if_exists=True)
         except ValueError as error:  # e.g. an existing study with other directions
-            raise SweepError(f"study {study_name!r} in {storage_url}: {error}") from error
-        # Refuse an existing study of other directions before writing anything into it.
+            raise SweepError(f"study {study_name!r} in {shown}: {redact_url(str(error))}") from error
+        # Refuse an existing study of other directions or another search space before writing anything into it.
         if [d.name.lower() for d in study.directions] != self.directions:
-            raise SweepError(f"study {study_name!r} in {storage_url} exists with directions "
-                             f"{[d.name.lower() for d in study.directions]}, not {self.directions}")
+            raise SweepError(f"study {study_name!r} in {shown} exists with directions "
+                             f"{[d.name.lower() for d in study.directions]}, not {self.directions}: choose "
+                             "another hydra.sweeper.study_name")
+        recorded = _check_search_space(study, space, shown)
+        if recorded is None:
+            study._storage.set_study_system_attr(study._study_id, SEARCH_SPACE_ATTR, _space_record(space))
         if self.pruner_record is not None:  # jobs rebuild the pruner from it (TrialPruning)
             record_pruner(study, storable(self.pruner_record))
         names = self.metric_names
@@ -164,7 +189,7 @@ class SmartOptunaSweeperImpl(Sweeper):
             self.custom_search_space(self.config, trial)
         return [*space.overrides(trial.params),
                 f"++trial.study_name={encode_value(trial.study.study_name)}",
-                f"++trial.storage={encode_value(storage_url)}", f"++trial.number={trial.number}",
+                f"++trial.storage={encode_value(masked_for_jobs(storage_url))}", f"++trial.number={trial.number}",
                 f"++{contract.TRIAL_CONFIG_NODE}.{contract.TRIAL_CONFIG_ARTIFACT_DIR}={encode_value(str(self._artifact_dir(storage_url)))}"]
 
     # -- the loop --------------------------------------------------------------------------------------------
@@ -183,14 +208,17 @@ class SmartOptunaSweeperImpl(Sweeper):
             source = _seeding.load_source(*self.warm_start_from, self.directions,
                                           self.study_name or self.sweep_dir.name, storage_url)
         study = self._create_study(space, storage_url)
-        recover_stale_trials(study, self.stale_after_s, requeue=self.stale_trials == "requeue")
+        self._recover(study)
         self._seed(study, space, enqueued, source)
         done = _counted(study)
-        log.info("Study %r in %s: %d of %d trials done; sampler %s, pruner %s, directions %s", study.study_name,
-                 storage_url, done, self.n_trials, type(study.sampler).__name__, type(study.pruner).__name__,
+        sampler = study.sampler.sampler if isinstance(study.sampler, PerTrialSeed) else study.sampler
+        log.info("Study %r in %s: %d of %d trials done; sampler %s%s, pruner %s, directions %s", study.study_name,
+                 redact_url(storage_url), done, self.n_trials, type(sampler).__name__,
+                 " (seeded per trial)" if sampler is not study.sampler else "", type(study.pruner).__name__,
                  self.directions)
         self._started = time.monotonic()
         self._failures, self._launched, self._returns, self._stop_reason = 0, 0, [], None
+        self._waiting_logged = False
         if self._continuous():
             self._run_continuous(study, space, storage_url)
         else:
@@ -199,7 +227,8 @@ class SmartOptunaSweeperImpl(Sweeper):
         if self._too_many_failures():
             raise SweepError(f"{self._failures} of {self._launched} trials failed, more than max_failure_rate="
                              f"{self.max_failure_rate} of n_trials={self.n_trials}; the errors are in each "
-                             f"trial's user attribute 'error' (study {study.study_name!r} in {storage_url})")
+                             f"trial's user attribute 'error' (study {study.study_name!r} in "
+                             f"{redact_url(storage_url)})")
         return self._returns
 
     def _seed(self, study: optuna.Study, space: SearchSpace, enqueued: list[dict[str, Any]],
@@ -235,7 +264,11 @@ class SmartOptunaSweeperImpl(Sweeper):
         if error:
             study._storage.set_trial_user_attr(trial._trial_id, contract.ATTR_ERROR, error)
             log.warning("Trial %d failed: %s", trial.number, error)
-        study.tell(trial, state=state, values=values, skip_if_finished=True)
+        try:
+            study.tell(trial, state=state, values=values, skip_if_finished=True)
+        except RuntimeError as stop:  # GridSampler calls study.stop() once every point ran, outside study.optimize
+            if "Study.stop" not in str(stop):
+                raise
         log.info("Trial %d: %s%s", trial.number, state.name, f" {values}" if values else "")
         self._failures += state == TrialState.FAIL
         self._launched += 1
@@ -248,35 +281,72 @@ class SmartOptunaSweeperImpl(Sweeper):
     def _stopping(self) -> bool:
         return self._too_many_failures() or self._stop_reason is not None
 
+    def _recover(self, study: optuna.Study) -> list[int]:
+        """Fails (or re-queues) the trials dead workers left RUNNING."""
+        return recover_stale_trials(study, self.stale_after_s, requeue=self.stale_trials == "requeue")
+
+    def _poll_s(self) -> float:
+        return max(0.1, min(self.heartbeat_interval_s, 10.0))
+
+    def _next_trial(self, study: optuna.Study) -> Any:
+        """The next trial to run, within n_trials across every worker of the study (_budget); ``_WAIT`` when
+        there is no room but other workers' trials are running (one may fail or be re-queued); None when the study
+        is done."""
+        self._recover(study)
+        while True:
+            trials = study.get_trials(deepcopy=False)
+            if not _budget.has_room(trials, self.n_trials):
+                others = [t.number for t in trials if t.state == TrialState.RUNNING and not is_own(t)]
+                if others and not self._waiting_logged:
+                    log.info("n_trials=%d taken; waiting for trials %s of other workers to end (a dead worker's "
+                             "trial is recovered)", self.n_trials, others)
+                    self._waiting_logged = True
+                return _WAIT if others else None
+            trial = study.ask()
+            claim(study, [trial._trial_id])  # others see its owner at once, not only once it is launched
+            trials = study.get_trials(deepcopy=False)
+            refused = _budget.refusal(trials, trial.number, self.n_trials)
+            if refused is None:
+                return trial
+            log.info("Trial %d given back unrun: %s", trial.number, refused.reason)
+            _budget.give_back(study, next(t for t in trials if t.number == trial.number), refused)
+
     def _run_batches(self, study: optuna.Study, space: SearchSpace, storage_url: str) -> None:
         """n_jobs trials at a time; the next batch starts when the whole batch has ended."""
-        done = _counted(study)
-        while done < self.n_trials and not self._stopping():
-            trials = [study.ask() for _ in range(min(self.n_jobs, self.n_trials - done))]
+        while not self._stopping():
+            trials, next_one = [], None
+            while len(trials) < self.n_jobs:
+                next_one = self._next_trial(study)
+                if next_one is None or next_one is _WAIT:
+                    break
+                trials.append(next_one)
+            if not trials:
+                if next_one is None:
+                    return
+                time.sleep(self._poll_s())
+                continue
             overrides = [self._trial_overrides(trial, space, storage_url) for trial in trials]
             for trial, outcome in zip(trials, self._launch(study, trials, overrides), strict=True):
                 self._tell(study, trial, outcome)
-            done = _counted(study)
 
     def _run_continuous(self, study: optuna.Study, space: SearchSpace, storage_url: str) -> None:
         """n_jobs slots, each launching one trial at a time: a slot that frees starts the next trial at once."""
         lock = threading.Lock()  # guards the study's ask/tell bookkeeping and the counters
-        in_flight = 0
 
         def slot() -> None:
-            nonlocal in_flight
             while True:
                 with lock:
-                    if self._stopping() or _counted(study) + in_flight >= self.n_trials:
+                    if self._stopping():
                         return
-                    trial = study.ask()
-                    overrides = self._trial_overrides(trial, space, storage_url)
-                    in_flight += 1
-                try:
-                    (outcome,) = self._launch(study, [trial], [overrides])
-                finally:
-                    with lock:
-                        in_flight -= 1
+                    trial = self._next_trial(study)
+                    if trial is None:
+                        return
+                    if trial is not _WAIT:
+                        overrides = self._trial_overrides(trial, space, storage_url)
+                if trial is _WAIT:
+                    time.sleep(self._poll_s())
+                    continue
+                (outcome,) = self._launch(study, [trial], [overrides])
                 with lock:
                     self._tell(study, trial, outcome)
 
@@ -287,7 +357,10 @@ class SmartOptunaSweeperImpl(Sweeper):
     def _launch(self, study: optuna.Study, trials: Sequence[optuna.Trial], overrides: list[list[str]]
                 ) -> list[tuple[TrialState, list[float] | None, str | None]]:
         job_idx, self.job_idx = self.job_idx, self.job_idx + len(trials)
-        with Heartbeat(study, [t._trial_id for t in trials], self.heartbeat_interval_s):
+        for trial in trials:  # where the trial's time starts: benchmarks/sweep_scaling.py measures from here
+            study._storage.set_trial_system_attr(trial._trial_id, LAUNCHED_AT, time.time())
+        with Heartbeat(study, [t._trial_id for t in trials], self.heartbeat_interval_s,
+                       on_beat=lambda: self._recover(study)):
             try:
                 returns = self.launcher.launch(overrides, initial_job_idx=job_idx)
             except Exception as error:  # e.g. a joblib worker killed by the OOM killer takes the batch with it
@@ -314,7 +387,7 @@ class SmartOptunaSweeperImpl(Sweeper):
         return TrialState.COMPLETE, values, None
 
     def _finish(self, study: optuna.Study, storage_url: str, seconds: float) -> None:
-        path = write_results(study, self.sweep_dir, storage_url, stopped_early=self._stop_reason)
+        path = write_results(study, self.sweep_dir, redact_url(storage_url), stopped_early=self._stop_reason)
         counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
         log.info("Sweep of %s done in %.0f s: %s%s; results in %s", study.study_name, seconds, dict(counts),
                  f"; stopped early ({self._stop_reason})" if self._stop_reason else "", path)
@@ -339,17 +412,48 @@ class SmartOptunaSweeperImpl(Sweeper):
                              tracking_uri=tracking_uri)
             except Exception as error:  # the study is safe in its storage; the report can be rebuilt
                 log.warning("Could not write the sweep report: %s (rebuild it with python -m "
-                            "tuner_callbacks.report --storage %s --study %s)", error, storage_url, study.study_name)
+                            "tuner_callbacks.report --storage %s --study %s)", redact_url(str(error)),
+                            redact_url(storage_url), study.study_name)
         if self.alerts is not None:
             _send_summary_alert(self.alerts, study, counts, seconds, self._stop_reason)
 
 
 def _counted(study: optuna.Study) -> int:
-    """Trials that count towards n_trials: every finished one except those a killed sweep left behind and those
-    copied from another study (warm_start_from), which were not run here."""
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state.is_finished() and not t.user_attrs.get(contract.ATTR_INTERRUPTED)
-               and not t.user_attrs.get(contract.ATTR_WARM_STARTED_FROM))
+    """Trials that count towards n_trials: every finished one except those a killed sweep left behind, those
+    copied from another study (warm_start_from), which were not run here, and those given back unrun."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished() and _budget.in_budget(t))
+
+
+def _space_record(space: SearchSpace) -> dict[str, str]:
+    return {name: optuna.distributions.distribution_to_json(d) for name, d in space.distributions.items()}
+
+
+def _check_search_space(study: optuna.Study, space: SearchSpace, shown_storage: str) -> dict[str, str] | None:
+    """The search space recorded in ``study`` (None for a new study); SweepError naming the study and the first
+    parameter that differs when it, or a trial's distribution (a study of an older sweeper), is not ``space``."""
+    recorded = study._storage.get_study_system_attrs(study._study_id).get(SEARCH_SPACE_ATTR)
+    differences = []
+    if recorded is not None:
+        theirs = {name: optuna.distributions.json_to_distribution(d) for name, d in recorded.items()}
+        for name in sorted(set(theirs) | set(space.distributions)):
+            if theirs.get(name) != space.distributions.get(name):
+                differences.append(f"{name}: {theirs.get(name, 'absent')} in the study, "
+                                   f"{space.distributions.get(name, 'absent')} here")
+    else:
+        for trial in study.get_trials(deepcopy=False):
+            if trial.user_attrs.get(contract.ATTR_WARM_STARTED_FROM):
+                continue
+            for name, distribution in trial.distributions.items():
+                if name in space.distributions and distribution != space.distributions[name]:
+                    differences.append(f"{name}: {distribution} in trial {trial.number}, "
+                                       f"{space.distributions[name]} here")
+            if differences:
+                break
+    if differences:
+        raise SweepError(f"study {study.study_name!r} in {shown_storage} exists with another search space "
+                         f"({'; '.join(differences[:3])}): nothing was written into it. Choose another "
+                         "hydra.sweeper.study_name (hydra.sweeper.warm_start_from carries its trials over)")
+    return recorded
 
 
 def _plain(value: Any) -> Any:

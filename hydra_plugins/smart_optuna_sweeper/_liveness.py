@@ -3,7 +3,8 @@ heartbeat; a later sweep on the same study fails (or re-queues) the ones whose s
 
 Works on every storage (SQLite, PostgreSQL, journal files), unlike Optuna's own heartbeat, which needs an
 RDB storage and ``study.optimize``. On the same host a dead pid is proof enough; elsewhere a heartbeat
-older than ``stale_after_s`` is.
+older than ``stale_after_s`` is. Every sweeper on a study checks, at start, before each trial it asks, and at
+each of its own heartbeats, so a worker that dies has its trial recovered by the others while they run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tuner_callbacks import contract
@@ -21,6 +22,7 @@ from tuner_callbacks import contract
 log = logging.getLogger(__name__)
 
 HOST, PID, HEARTBEAT = "smart_tuner:host", "smart_tuner:pid", "smart_tuner:heartbeat"
+LAUNCHED_AT = "smart_tuner:launched_at"  # when the sweeper handed the trial to its launcher (epoch s)
 
 
 def claim(study: Any, trial_ids: Iterable[int]) -> None:
@@ -30,11 +32,19 @@ def claim(study: Any, trial_ids: Iterable[int]) -> None:
         study._storage.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
 
 
-class Heartbeat:
-    """While in its ``with`` block, refreshes the heartbeat of ``trial_ids`` every ``interval_s`` seconds."""
+def is_own(trial: Any) -> bool:
+    """Whether this process claimed ``trial``."""
+    attrs = trial.system_attrs
+    return attrs.get(PID) == os.getpid() and attrs.get(HOST) == socket.gethostname()
 
-    def __init__(self, study: Any, trial_ids: list[int], interval_s: float):
-        self.study, self.trial_ids, self.interval_s = study, trial_ids, interval_s
+
+class Heartbeat:
+    """While in its ``with`` block, refreshes the heartbeat of ``trial_ids`` every ``interval_s`` seconds, and
+    calls ``on_beat`` (recovering other workers' stale trials) after each beat."""
+
+    def __init__(self, study: Any, trial_ids: list[int], interval_s: float,
+                 on_beat: Callable[[], object] | None = None):
+        self.study, self.trial_ids, self.interval_s, self.on_beat = study, trial_ids, interval_s, on_beat
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="smart-optuna-heartbeat", daemon=True)
 
@@ -54,6 +64,11 @@ class Heartbeat:
                     self.study._storage.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
                 except Exception as error:  # finished meanwhile, or the storage hiccuped: try again next beat
                     log.debug("heartbeat of trial %s: %s", trial_id, error)
+            if self.on_beat is not None:
+                try:
+                    self.on_beat()
+                except Exception as error:  # the storage hiccuped: the next beat tries again
+                    log.debug("stale-trial check: %s", error)
 
 
 def is_stale(trial: Any, stale_after_s: float, now: float | None = None) -> bool:
@@ -76,17 +91,23 @@ def is_stale(trial: Any, stale_after_s: float, now: float | None = None) -> bool
 
 def recover_stale_trials(study: Any, stale_after_s: float, requeue: bool) -> list[int]:
     """Marks stale RUNNING trials FAIL (user attr ``interrupted``), re-enqueuing their params when ``requeue``;
-    returns their numbers."""
+    returns their numbers. Safe to run in several workers at once: the state change is the storage's atomic
+    RUNNING -> FAIL, and only the worker that made it re-enqueues."""
     import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
 
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if not is_stale(trial, stale_after_s):
             continue
-        study._storage.set_trial_user_attr(trial._trial_id, contract.ATTR_INTERRUPTED, True)
-        study._storage.set_trial_user_attr(trial._trial_id, contract.ATTR_ERROR,
-                                            "interrupted: the sweep running it stopped")
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, contract.ATTR_INTERRUPTED, True)
+            study._storage.set_trial_user_attr(trial._trial_id, contract.ATTR_ERROR,
+                                                "interrupted: the sweep running it stopped")
+            if not study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:  # another worker recovered it first
+            continue
         if requeue and trial.params:
             study.enqueue_trial(trial.params, user_attrs={contract.ATTR_REQUEUED_FROM: trial.number})
         recovered.append(trial.number)

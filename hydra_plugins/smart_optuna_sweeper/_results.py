@@ -4,11 +4,14 @@ stopped early."""
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
+from hydra_plugins.smart_optuna_sweeper._budget import in_budget
 from tuner_callbacks import contract
 from tuner_callbacks.report.data import defaults_trial, gain_over_defaults
 
@@ -24,7 +27,8 @@ def write_results(study: Any, sweep_dir: Path, storage_url: str, stopped_early: 
     """Writes ``<sweep_dir>/optimization_results.yaml`` and returns its path. Besides hydra-optuna-sweeper's fields:
     ``defaults_trial: {number, state, value}`` (the trial of the run's configured values),
     ``gain_over_defaults: {absolute, relative}`` (best minus that value, and relative to it; single objective, when
-    both have a value) and ``stopped_early: <reason>`` (a stop_when rule fired)."""
+    both have a value), ``trials: {state: count}`` (the study's trials that count towards n_trials, every worker's),
+    ``not_run: <count>`` (trials given back unrun) and ``stopped_early: <reason>`` (a stop_when rule fired)."""
     results: dict[str, Any] = {"name": "smart_optuna", "study_name": study.study_name, "storage": storage_url}
     try:
         if len(study.directions) > 1:
@@ -43,11 +47,19 @@ def write_results(study: Any, sweep_dir: Path, storage_url: str, stopped_early: 
     gain = gain_over_defaults(study)
     if gain is not None:
         results["gain_over_defaults"] = {"absolute": gain.absolute, "relative": gain.relative}
+    counted = [t for t in study.get_trials(deepcopy=False) if in_budget(t)]
+    results["trials"] = dict(sorted(Counter(t.state.name.lower() for t in counted).items()))
+    not_run = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get(contract.ATTR_NOT_RUN))
+    if not_run:
+        results["not_run"] = not_run  # asked beyond n_trials by racing workers and given back: see user attr not_run
     if stopped_early:
         results["stopped_early"] = stopped_early
     sweep_dir.mkdir(parents=True, exist_ok=True)
     path = sweep_dir / "optimization_results.yaml"
-    OmegaConf.save(OmegaConf.create(results), path)
+    # Workers sharing a sweep folder each write it at their end: whole files, the last one's kept.
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    OmegaConf.save(OmegaConf.create(results), partial)
+    os.replace(partial, path)
     return path
 
 

@@ -28,6 +28,7 @@ from tuner_callbacks.optuna_storage import JOURNAL_PREFIX, open_storage
 log = logging.getLogger(__name__)
 
 _MISSING = object()
+ENQUEUED_BY = "smart_tuner:enqueued_by"  # trial system attr: which seeding entry enqueued it
 
 
 def fit_value(distribution: BaseDistribution, value: Any) -> Any:
@@ -117,7 +118,10 @@ def enqueue(study: optuna.Study, params: Mapping[str, Any], user_attrs: Mapping[
     if existing is not None:
         log.info("%s: already in the study as trial %d, not enqueued again", what, existing.number)
         return False
-    study.enqueue_trial(dict(params), user_attrs=dict(user_attrs))
+    # Optuna's enqueue_trial, plus a mark of what enqueued it: two workers seeding a new study at once enqueue the
+    # same entry twice, and the second copy is dropped when asked (_budget.refusal).
+    study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, user_attrs=dict(user_attrs),
+                                              system_attrs={"fixed_params": dict(params), ENQUEUED_BY: what}))
     log.info("%s enqueued: %s", what, dict(params))
     return True
 

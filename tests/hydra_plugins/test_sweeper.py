@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from hydra_plugins.smart_optuna_sweeper._liveness import HOST, PID, is_stale
 from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace
 from tests.helpers.bot_api_server import CHAT_ID, TOKEN, FakeBotApi
+from tests.helpers.processes import study_or_none, wait_until
 from tests.helpers.train_configs import CONF, ROOT, TINY
 from tests.hydra_plugins.scripted_sweep import search_config
 from tuner_callbacks.contract import TAG_TRIAL
@@ -208,19 +209,18 @@ def test_a_killed_sweep_resumes_failing_and_requeueing_the_trial_it_left_running
     # Long trials, so that the kill lands inside trial 1.
     process = sweep(tmp_path, shared_cache, *args, "trainer.max_steps=40", "trainer.val_check_interval=20",
                     wait=False)
-    db = tmp_path / "outputs" / "sweeps" / "search" / "optuna.db"
-    deadline = time.monotonic() + 300
+    storage = f"sqlite:///{tmp_path}/outputs/sweeps/search/optuna.db"
+
+    def trial_1_claimed():
+        # The study record, not the file: the file exists before the sweeper has written the study into it.
+        study = study_or_none("search", storage) if (tmp_path / "outputs/sweeps/search/optuna.db").exists() else None
+        trials = study.trials if study else []
+        # Running, and claimed by the sweep (the claim follows the ask by a few storage writes).
+        return ([t.state for t in trials] == [TrialState.COMPLETE, TrialState.RUNNING]
+                and PID in trials[1].system_attrs)
+
     try:
-        while time.monotonic() < deadline:
-            time.sleep(1)
-            if process.poll() is not None:
-                pytest.fail(f"the sweep ended before it could be killed: {process.stderr.read()[-3000:]}")
-            trials = load(tmp_path).trials if db.exists() else []
-            # Running, and claimed by the sweep (the claim follows the ask by a few storage writes).
-            if [t.state for t in trials] == [TrialState.COMPLETE, TrialState.RUNNING] and PID in trials[1].system_attrs:
-                break
-        else:
-            pytest.fail("trial 1 never started")
+        wait_until(trial_1_claimed, "trial 1 running", [process])
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -232,6 +232,8 @@ def test_a_killed_sweep_resumes_failing_and_requeueing_the_trial_it_left_running
     assert study.trials[1].user_attrs["interrupted"] is True
     assert study.trials[2].params == study.trials[1].params  # requeued
     assert study.trials[2].user_attrs["requeued_from"] == 1
+    # The resumed process has the same sampler seed: its first sampled trial used to be trial 1's values again.
+    assert study.trials[3].params != study.trials[1].params
 
 
 def test_a_trial_of_a_live_sweep_on_another_host_is_not_stale_until_its_heartbeat_is():

@@ -4,6 +4,7 @@ becomes the right trial state, a custom search space adds overrides, and storage
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import optuna
@@ -19,7 +20,7 @@ from hydra_plugins.smart_optuna_sweeper._impl import SmartOptunaSweeperImpl, Swe
 from hydra_plugins.smart_optuna_sweeper._pruners import WarmupPruner
 from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace
 from tests.helpers.train_configs import CONF
-from tuner_callbacks.optuna_storage import load_study_with_pruner, open_storage
+from tuner_callbacks.optuna_storage import STORAGE_ENV, _unmasked, load_study_with_pruner, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = SearchSpace.from_overrides(["lr=tag(log, interval(1e-4, 1e-1))", "layers=range(1, 3)", "act=choice(a, b)"])
@@ -107,7 +108,8 @@ def add_dropout(cfg, trial):
     trial.suggest_float("model.model_config.p_decoder_dropout", 0.0, 0.3)
 
 
-def test_trial_overrides_carry_params_custom_space_and_the_trial_identity(tmp_path):
+def test_trial_overrides_carry_params_custom_space_and_the_trial_identity(tmp_path, monkeypatch):
+    monkeypatch.setenv(STORAGE_ENV, "")  # restored (removed) after the test
     impl = make_impl(custom_search_space="tests.hydra_plugins.test_sweeper_parts.add_dropout")
     impl.config, impl.sweep_dir = OmegaConf.create({}), tmp_path
     study = optuna.create_study(study_name="tts")
@@ -116,8 +118,14 @@ def test_trial_overrides_carry_params_custom_space_and_the_trial_identity(tmp_pa
     overrides = impl._trial_overrides(trial, space, "postgresql://u:p@db/o")
     assert overrides[0] == f"model.learning_rate={trial.params['model.learning_rate']!r}"
     assert overrides[1].startswith("model.model_config.p_decoder_dropout=")
-    assert overrides[2:] == ["+x=1", "++trial.study_name=tts", "++trial.storage='postgresql://u:p@db/o'",
+    # Hydra logs and saves every job's overrides: the password reaches jobs through the environment instead.
+    assert overrides[2:] == ["+x=1", "++trial.study_name=tts", "++trial.storage='postgresql://u:***@db/o'",
                              f"++trial.number={trial.number}", f"++trial.artifact_dir={tmp_path / 'artifacts'}"]
+    assert os.environ[STORAGE_ENV] == "postgresql://u:p@db/o"
+    assert _unmasked("postgresql://u:***@db/o") == "postgresql://u:p@db/o"
+    with pytest.raises(ValueError, match=r"u:\*\*\*@other/o.*has its password masked") as error:
+        open_storage("postgresql://u:***@other/o")
+    assert ":p@" not in str(error.value)
 
 
 @pytest.mark.parametrize("storage, folder", [

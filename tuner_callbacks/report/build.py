@@ -273,7 +273,9 @@ def build_report(storage: str, study_name: str, out_path: Path | None = None, tr
     ]
     subtitle = f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by tuner_callbacks.report."
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(page(f"Sweep report: {study_name}", subtitle, sections), encoding="utf-8")
+    partial = out_path.with_name(f".{out_path.name}.{os.getpid()}")  # whole files for workers sharing a folder
+    partial.write_text(page(f"Sweep report: {study_name}", subtitle, sections), encoding="utf-8")
+    os.replace(partial, out_path)
     log.info("Sweep report written to %s", out_path)
     if log_to_mlflow and client is not None:
         try:

@@ -1,0 +1,133 @@
+"""How a sweep scales with workers: the same sweep run by 1, 2 and 4 sweeper processes on one PostgreSQL study.
+
+Each arm is a new study in a new database of a throw-away PostgreSQL server (the one the tests start,
+tests/helpers/postgres_server.py; ``--storage-server URL`` to use yours: one database per arm is created there),
+with ``--workers`` processes of ``python train.py -m hparams=search`` started together, sharing ``n_trials``
+(``--trials``). Trials are tiny and short (the test model, ``--steps`` steps, no pruning, no MLflow), so the
+figures show the sweep machinery rather than training.
+
+For each arm it prints the wall time from starting the workers to the last one ending, the speedup against one
+worker, the seconds from starting the workers to the first trial's launch (a worker's start: imports, Hydra,
+the study), and the sweeper's own overhead per trial: from the sweeper handing the trial to its launcher (the trial's
+``smart_tuner:launched_at``) to the first training batch (the job's ``timing`` user attribute), less the model's
+construction. That is Hydra's per-job setup, the data module, the callbacks and Lightning's start (its sanity
+validation included).
+
+Run from the repository root (it uses the tests' server helper):
+    python -m benchmarks.sweep_scaling                       # 8 trials; 1, 2 and 4 workers
+    python -m benchmarks.sweep_scaling --workers 1 2 --trials 4 --steps 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [  # tests/helpers/train_configs.py's model and data
+    "model.model_config.symbols_embedding_dim=32", "model.model_config.encoder_embedding_dim=32",
+    "model.model_config.attention_rnn_dim=64", "model.model_config.decoder_rnn_dim=64",
+    "model.model_config.prenet_dim=32", "model.model_config.attention_dim=16",
+    "model.model_config.attention_location_n_filters=4", "model.model_config.postnet_embedding_dim=32",
+    "model.health_utterances=0", "data.builtin.size=12", "data.val_size=4", "data.batch_size=4",
+    "callbacks.rich_progress_bar=null", "callbacks.validation_media=null", "callbacks.metric_history.export_formats=[]",
+    "callbacks.model_registry=null", "callbacks.smart_early_stopping=null", "objective=teacher_forced", "logger=none",
+]
+
+
+def run_arm(workers: int, trials: int, url: str, args: argparse.Namespace, folder: Path, cache: Path
+            ) -> tuple[float, float, Any]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SMART_TUNER_CACHE": str(cache),
+           "SMART_TUNER_OPTUNA_STORAGE": url}
+    command = [sys.executable, str(ROOT / "train.py"), "-m", "hparams=search", *TINY,
+               f"trainer.max_steps={args.steps}", f"trainer.val_check_interval={args.steps}",
+               "hydra/sweeper/pruner=nop", f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.report=false",
+               "hydra.sweeper.registry_model=null", "hydra.sweeper.alerts=null", "hydra.sweeper.study_name=scaling",
+               "hydra.sweeper.storage=${oc.env:SMART_TUNER_OPTUNA_STORAGE}"]
+    folder.mkdir(parents=True)
+    started, started_at = time.monotonic(), time.time()
+    processes = []
+    for index in range(workers):
+        with (folder / f"worker{index}.log").open("w") as log:
+            processes.append(subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT))
+    codes = [p.wait() for p in processes]
+    wall_s = time.monotonic() - started
+    if any(codes):
+        raise SystemExit(f"{workers} workers: exit codes {codes}; see {folder}/worker*.log")
+    from tuner_callbacks.optuna_storage import open_storage
+
+    return wall_s, started_at, optuna.load_study(study_name="scaling", storage=open_storage(url))
+
+
+def overheads(study: optuna.Study) -> list[float]:
+    """Per trial: launch -> first training batch, less the model's construction (s)."""
+    found = []
+    for trial in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        timing, launched = trial.user_attrs.get("timing") or {}, trial.system_attrs.get("smart_tuner:launched_at")
+        if launched and timing.get("first_step_at"):
+            found.append(timing["first_step_at"] - launched - timing["model_build_s"])
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=8, help="training steps per trial (one validation, at the end)")
+    parser.add_argument("--storage-server", default=None,
+                        help="a PostgreSQL URL whose role may CREATE DATABASE; default: a throw-away server")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from tests.helpers.postgres_server import PostgresServer, find_bin_dir
+
+    server = None
+    if args.storage_server is None:
+        bin_dir = find_bin_dir()
+        if bin_dir is None:
+            raise SystemExit("no PostgreSQL binaries: pip install -e '.[distributed]' (pgserver), or --storage-server")
+        server = PostgresServer(bin_dir).start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="sweep-scaling-") as tmp:
+            root, cache = Path(tmp), Path(tmp) / "cache"
+            print(f"{args.trials} trials of {args.steps} steps; {os.cpu_count()} CPUs; load average before: "
+                  f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+            new_database = server.create_database if server else (lambda n: _create_database(args.storage_server, n))
+            # Untimed: builds the dataset and its mel cache, which every arm then shares.
+            run_arm(1, 1, new_database(f"warmup_{os.getpid()}"), args, root / "warmup", cache)
+            print(f"{'workers':>7} {'wall s':>8} {'speedup':>8} {'start s':>8}   overhead/trial s: median, max")
+            walls = {}
+            for workers in args.workers:
+                url = new_database(f"scaling_{workers}_{os.getpid()}")
+                walls[workers], started_at, study = run_arm(workers, args.trials, url, args, root / f"w{workers}",
+                                                            cache)
+                spent = overheads(study)
+                speedup = walls[1] / walls[workers] if 1 in walls else float("nan")
+                first = min(t.system_attrs["smart_tuner:launched_at"] for t in study.trials) - started_at
+                print(f"{workers:>7} {walls[workers]:>8.1f} {speedup:>8.2f} {first:>8.1f}   "
+                      f"{statistics.median(spent):.2f}, {max(spent):.2f} ({len(spent)} trials)")
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _create_database(server_url: str, name: str) -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+if __name__ == "__main__":
+    main()
