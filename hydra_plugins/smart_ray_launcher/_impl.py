@@ -7,6 +7,7 @@ job per slot): Ray is started once under a lock, and each call waits only for it
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +18,8 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from tuner_callbacks.optuna_storage import STORAGE_ENV
 
 try:
     import ray
@@ -75,13 +78,17 @@ class RayJobs:
         self._start_ray()
         remote_job = ray.remote(**self.remote_kwargs)(_run_job) if self.remote_kwargs else ray.remote(_run_job)
         singleton_state = Singleton.get_state()
+        # A study URL with a password reaches jobs masked; a Ray worker (on another node, or started by `ray start`)
+        # does not inherit the sweeper's environment, so the full URL travels as the task's argument, not in its
+        # runtime_env, which Ray's dashboard shows.
+        storage = os.environ.get(STORAGE_ENV)
         log.info("Ray is launching %d jobs (%s each), sweep output dir: %s", len(job_overrides),
                  self.remote_kwargs, sweep_dir)
         pending = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
             pending.append((idx, overrides, remote_job.remote(self.hydra_context, self.config, list(overrides), idx,
-                                                              self.task_function, singleton_state)))
+                                                              self.task_function, singleton_state, storage)))
         return [_result(idx, overrides, ref) for idx, overrides, ref in pending]
 
 
@@ -94,8 +101,10 @@ def _kwargs(name: str, value: Any) -> dict[str, Any]:
 
 
 def _run_job(hydra_context: HydraContext, config: DictConfig, overrides: list[str], idx: int,
-             task_function: TaskFunction, singleton_state: dict[Any, Any]) -> JobReturn:
+             task_function: TaskFunction, singleton_state: dict[Any, Any], storage: str | None = None) -> JobReturn:
     """In the Ray worker: the job's config, composed here as Hydra's joblib launcher does, then Hydra's run_job."""
+    if storage:
+        os.environ[STORAGE_ENV] = storage  # the study's full URL, for the trial's TrialPruning and bookkeeping
     setup_globals()
     Singleton.set_state(singleton_state)
     sweep_config = hydra_context.config_loader.load_sweep_config(config, overrides)
