@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -35,14 +36,22 @@ def signal_handlers_restored():
 
 
 class SignalMidStep(*lightning_bases("Callback")):
-    """Sends ``signum`` to this process ``times`` times while step ``step`` runs (before its optimizer step)."""
+    """Sends ``signum`` to this process ``times`` times while step ``step`` runs (before its optimizer step).
 
-    def __init__(self, step: int, signum: int, times: int = 1):
-        self.step, self.signum, self.times = step, signum, times
+    Signals of one kind do not queue: a second one sent before Python ran the handler of the first is lost. With
+    ``handled`` (a condition the handler makes true), each signal after the first waits until it holds.
+    """
+
+    def __init__(self, step: int, signum: int, times: int = 1, handled=None):
+        self.step, self.signum, self.times, self.handled = step, signum, times, handled
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         if trainer.global_step == self.step - 1:
-            for _ in range(self.times):
+            for sent in range(self.times):
+                if sent and self.handled is not None:
+                    deadline = time.monotonic() + 120  # generous: a loaded machine runs the handler late
+                    while not self.handled() and time.monotonic() < deadline:
+                        time.sleep(0.001)  # Python runs pending signal handlers between bytecodes
                 os.kill(os.getpid(), self.signum)
 
 
@@ -109,7 +118,8 @@ def test_sigterm_exits_with_lightnings_sigterm_exception_of_both_packages():
 def test_a_second_ctrl_c_stops_at_once_saving_nothing(tmp_path):
     preemption = PreemptionCheckpoint()
     with pytest.raises(SystemExit):
-        fit(tmp_path, "pytorch_lightning", [SignalMidStep(6, signal.SIGINT, times=2),
+        first_handled = lambda: preemption._received == signal.SIGINT  # noqa: E731
+        fit(tmp_path, "pytorch_lightning", [SignalMidStep(6, signal.SIGINT, times=2, handled=first_handled),
                                             model_checkpoint("pytorch_lightning", tmp_path / "ckpt"), preemption])
     assert preemption.last_saved_step is None
     assert saved_step(tmp_path / "ckpt" / "last.ckpt") == 4  # the validation's
