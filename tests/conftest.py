@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,19 @@ def no_tracking_uri_from_earlier_tests(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     yield
     os.environ.pop("MLFLOW_TRACKING_URI", None)  # monkeypatch restores only what it changed itself
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_as_found():
+    """A test that leaves SIGINT or SIGTERM handled otherwise fails, naming the handler: the next test's Ctrl+C
+    and SIGTERM behaviour (the preemption tests send real signals) must not depend on the order tests ran in."""
+    found = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    changed = {signal.Signals(signum).name: signal.getsignal(signum) for signum, handler in found.items()
+               if signal.getsignal(signum) != handler}
+    for signum, handler in found.items():
+        signal.signal(signum, handler)
+    assert not changed, f"the test left signal handlers changed: {changed}"
 
 
 @pytest.fixture

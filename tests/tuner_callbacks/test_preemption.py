@@ -116,6 +116,9 @@ def test_sigterm_exits_with_lightnings_sigterm_exception_of_both_packages():
 
 
 def test_a_second_ctrl_c_stops_at_once_saving_nothing(tmp_path):
+    # What Ctrl+C does in an interactive Python; a process started in the background inherits SIGINT ignored, and
+    # the second Ctrl+C then does what it did before, nothing (the conftest puts the handler back afterwards).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     preemption = PreemptionCheckpoint()
     with pytest.raises(SystemExit):
         first_handled = lambda: preemption._received == signal.SIGINT  # noqa: E731
