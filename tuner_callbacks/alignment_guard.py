@@ -35,6 +35,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_utilities.core.apply_func import apply_to_collection
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
@@ -228,9 +229,8 @@ class AlignmentGuard(*lightning_bases("Callback")):
         return self.snapshot_dir / "healthy.pt"
 
     def _take_snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        state = {"step": trainer.global_step,
-                 "module": {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()},
-                 "optimizers": [_to_cpu(o.state_dict()) for o in trainer.optimizers]}
+        state = {"step": trainer.global_step, "module": _cpu_copy(pl_module.state_dict()),
+                 "optimizers": [_cpu_copy(o.state_dict()) for o in trainer.optimizers]}
         self._snapshot = state
         if self.snapshot_dir is not None and trainer.is_global_zero:
             self.snapshot_dir.mkdir(parents=True, exist_ok=True)
@@ -320,14 +320,9 @@ class AlignmentGuard(*lightning_bases("Callback")):
                 setattr(self, key, value)
 
 
-def _to_cpu(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_to_cpu(v) for v in value)
-    return value
+def _cpu_copy(state: Any) -> Any:
+    """``state`` with every tensor copied to the CPU: a snapshot that later training steps do not change."""
+    return apply_to_collection(state, torch.Tensor, lambda tensor: tensor.detach().to("cpu", copy=True))
 
 
 def _resolve(root: Any, path: str, where: str) -> tuple[Any, str]:

@@ -46,3 +46,22 @@ def wait_until(condition: Callable[[], Any], what: str, processes: Sequence[subp
 
 def tails(logs: Sequence[Path], chars: int = 3000) -> str:
     return "\n".join(f"--- {log}:\n{log.read_text(errors='replace')[-chars:]}" for log in logs if log.exists())
+
+
+def run_ddp_script(script: str, out_dir: Path, timeout_s: float = 300) -> subprocess.CompletedProcess:
+    """Runs ``tests/helpers/scripts/<script>``, a two-process DDP run that writes what each rank saw into
+    ``out_dir``/rank<N>.json (read them with :func:`rank_records`), with the project importable and one thread."""
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(root / "tests/helpers/scripts" / script), str(out_dir)], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=timeout_s)
+
+
+def rank_records(out_dir: Path, world_size: int = 2) -> list[dict[str, Any]]:
+    """What each rank of a :func:`run_ddp_script` run wrote, by rank."""
+    import json
+
+    return [json.loads((out_dir / f"rank{rank}.json").read_text()) for rank in range(world_size)]

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +12,7 @@ from tacotron2_lightning import health
 from tacotron2_lightning.loss import tacotron2_loss
 from tacotron2_lightning.module import Tacotron2Module
 from tests.helpers.batches import repeated_loader, synthetic_batch, tiny_config
+from tests.helpers.processes import rank_records, run_ddp_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -168,11 +165,9 @@ def test_unknown_model_config_key_is_named():
 
 @pytest.mark.slow
 def test_one_ddp_step_on_two_cpu_processes_averages_gradients(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(ROOT / "tests/helpers/scripts/ddp_one_step.py"), str(tmp_path)],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = run_ddp_script("ddp_one_step.py", tmp_path, timeout_s=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = rank_records(tmp_path)
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert [r["step"] for r in ranks] == [1, 1]
     # Different batches per rank, identical weights after the step: DDP averaged the gradients.

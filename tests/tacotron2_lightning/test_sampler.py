@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from tacotron2_lightning.data.sampler import LengthBucketBatchSampler, padding_fraction
+from tests.helpers.processes import rank_records, run_ddp_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -251,12 +248,10 @@ def test_lightning_sets_the_epoch_and_trains_on_the_samplers_batches():
 
 @pytest.mark.slow
 def test_two_process_ddp_ranks_see_disjoint_halves(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, str(ROOT / "tests/helpers/scripts/ddp_bucket_sampler.py"), str(tmp_path)],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = run_ddp_script("ddp_bucket_sampler.py", tmp_path, timeout_s=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = rank_records(tmp_path)
     assert [r["world_size"] for r in ranks] == [2, 2]
     # Lightning re-created our sampler (not replaced or wrapped it) and it resolved the 2-process world.
     assert [r["sampler_type"] for r in ranks] == ["LengthBucketBatchSampler"] * 2

@@ -8,18 +8,15 @@ validation), and Lightning's and the callback's handlers take it from there.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
+from tests.helpers.processes import rank_records, run_ddp_script
 from tests.helpers.toy_module import toy_loader, toy_regression_on, toy_trainer
-from tests.helpers.train_configs import ROOT
 from tuner_callbacks.lightning_compat import lightning_bases
 from tuner_callbacks.preemption import PreemptionCheckpoint, StoppedBySignal
 
@@ -191,11 +188,9 @@ def test_bad_arguments_are_named(kwargs, message):
 @pytest.mark.slow
 def test_ddp_ranks_signalled_apart_save_the_same_step_and_all_stop(tmp_path):
     """SIGTERM reaches rank 1 only: both ranks agree at the next step, save together and stop."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(ROOT / "tests/helpers/scripts/ddp_preemption.py"), str(tmp_path)],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = run_ddp_script("ddp_preemption.py", tmp_path, timeout_s=600)
     assert result.returncode == 143, result.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = rank_records(tmp_path)
     assert [r["last_saved_step"] for r in ranks] == [5, 5]
     assert [r["stopped_at"] for r in ranks] == [5, 5]
     assert saved_step(tmp_path / "ckpt" / "last.ckpt") == 5
