@@ -99,7 +99,7 @@ def ray_cluster(shared_cache):
             if time.monotonic() > deadline:
                 pytest.fail(f"the Ray head node at {address} did not answer within {START_DEADLINE_S} s")
             time.sleep(2)
-        yield address, f"ray://127.0.0.1:{client_port}", env
+        yield address, f"ray://127.0.0.1:{client_port}", env, Path(folder)
     finally:
         _stop(head, folder)
 
@@ -134,7 +134,7 @@ def _stop(head: subprocess.Popen, folder: str) -> None:
 @pytest.mark.slow
 def test_trials_run_as_ray_tasks_in_continuous_slots_and_a_bad_one_is_pruned_from_its_worker(tmp_path, shared_cache,
                                                                                               ray_cluster):
-    address, _, env = ray_cluster
+    address, _, env, _ = ray_cluster
     (tmp_path / "outputs" / "sweeps" / "search").mkdir(parents=True)
     study = optuna.create_study(study_name="search", storage=f"sqlite:///{tmp_path}/outputs/sweeps/search/optuna.db")
     # Trials 0 and 1 run side by side, one short and one long; trial 2 takes the first slot that frees, and its learning
@@ -192,12 +192,19 @@ def test_without_an_address_ray_starts_on_this_machine_and_a_job_whose_worker_di
 
 @pytest.mark.slow
 def test_a_driver_on_another_machine_reaches_the_cluster_through_ray_client(tmp_path, ray_cluster):
-    _, client_address, env = ray_cluster
-    done = subprocess.run(
-        [sys.executable, str(APP), "-m", "hydra/launcher=smart_ray",
-         f"hydra.launcher.ray.init.address={client_address}", f"hydra.sweep.dir={tmp_path / 'sweep'}", "crash=false"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _, client_address, env, cluster_folder = ray_cluster
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, str(APP), "-m", "hydra/launcher=smart_ray",
+             f"hydra.launcher.ray.init.address={client_address}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+             "crash=false"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        # Ray's client proxy starts a server process per driver; on a loaded machine that start failed once (Ray's
+        # side, before our launcher ran anything): one more connection, with the server's own log if it fails again.
+        if done.returncode == 0 or "Starting Ray client server failed" not in done.stderr:
+            break
+    server_logs = "".join(p.read_text()[-2000:] for p in cluster_folder.glob("session_*/logs/ray_client_server*.err"))
+    assert done.returncode == 0, done.stderr[-3000:] + server_logs
     ran = json.loads((tmp_path / "sweep" / "0" / "job.json").read_text())
     assert ran["cpus"] == 2  # the head node's, not a cluster of the driver's own
     assert ray.TaskID(bytes.fromhex(ran["job_id"])).hex() == ran["job_id"]
