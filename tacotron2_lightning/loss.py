@@ -80,3 +80,37 @@ def guided_attention_loss(alignments: Tensor, input_lengths: Tensor, decoder_len
     weight = weight * text_valid.unsqueeze(1) * step_valid.unsqueeze(2)
     per_step = (alignments.float() * weight).sum(2)  # (B, S)
     return per_step.sum() / step_valid.sum().clamp(min=1)
+
+
+def forward_sum_loss(alignments: Tensor, input_lengths: Tensor, decoder_lengths: Tensor,
+                     blank_logprob: float = -1.0) -> Tensor:
+    """The forward-sum alignment loss (Badlani et al. 2022, "One TTS Alignment To Rule Them All").
+
+    The negative log of the summed probability of every monotonic path that visits each text symbol in order, one
+    or more decoder steps each: a CTC loss whose "tokens" are the text positions 1..N and whose per-step
+    distributions are the attention's. Unlike guided attention it does not say *where* a symbol sounds, only that
+    the symbols come in order, so it learns the timing from the content. Each decoder step may also emit a blank
+    (log-probability ``blank_logprob`` before renormalising, as RAD-TTS), which lets a step not commit.
+
+    With ``n_frames_per_step=r`` the time axis is the decoder steps (r frames each). An utterance with fewer
+    decoder steps than symbols has no monotonic path and contributes 0 (``zero_infinity``).
+
+    alignments (B, S, N) attention weights, input_lengths (B,) text lengths, decoder_lengths (B,) decoder steps ->
+    0-dim float32, the mean over utterances of the loss per text symbol. Padded steps and positions never count.
+
+    Example:
+        >>> sharp = torch.eye(4).unsqueeze(0)  # step s attends symbol s
+        >>> lengths = torch.tensor([4])
+        >>> float(forward_sum_loss(sharp, lengths, lengths)) < float(forward_sum_loss(sharp.flip(2), lengths, lengths))
+        True
+    """
+    batch, steps, n_text = alignments.shape
+    text_valid = lengths_to_mask(input_lengths, n_text)  # (B, N)
+    # Log-attention, padded text positions impossible; clamped so that a weight that underflowed to 0 is very
+    # unlikely rather than -inf (whose gradient would be NaN).
+    log_attention = alignments.float().clamp_min(1e-8).log().masked_fill(~text_valid.unsqueeze(1), -1e4)
+    blank = log_attention.new_full((batch, steps, 1), blank_logprob)
+    log_probs = F.log_softmax(torch.cat((blank, log_attention), dim=2), dim=2)  # (B, S, 1 + N), class 0 blank
+    targets = torch.arange(1, n_text + 1, device=alignments.device).expand(batch, n_text)
+    return F.ctc_loss(log_probs.transpose(0, 1), targets, decoder_lengths.clamp(max=steps), input_lengths,
+                      blank=0, reduction="mean", zero_infinity=True)

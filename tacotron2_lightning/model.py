@@ -102,13 +102,19 @@ class Attention(nn.Module):
         )
 
     def forward(self, query: Tensor, memory: Tensor, processed_memory: Tensor,
-                attention_weights_cat: Tensor, pad_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+                attention_weights_cat: Tensor, pad_mask: Tensor | None,
+                energy_bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """query (B, attention_rnn_dim), memory (B, N, E), processed_memory (B, N, attention_dim),
         attention_weights_cat (B, 2, N), pad_mask (B, N) True on padding -> context (B, E), weights (B, N).
+
+        ``energy_bias`` (B, N), when given, is added to the energies before the softmax: the weighted log of an
+        alignment prior (:mod:`tacotron2_lightning.alignment_prior`) in teacher-forced training.
         """
         processed_query = self.query_layer(query).unsqueeze(1)  # (B, 1, attention_dim)
         processed_location = self.location_layer(attention_weights_cat)  # (B, N, attention_dim)
         energies = self.v(torch.tanh(processed_query + processed_location + processed_memory)).squeeze(-1)
+        if energy_bias is not None:
+            energies = energies + energy_bias
         if pad_mask is not None:
             energies = energies.masked_fill(pad_mask, float("-inf"))
         weights = F.softmax(energies, dim=1)
@@ -282,7 +288,8 @@ class Decoder(nn.Module):
         go_frame = mel_targets.new_zeros(1, batch, self.n_mel_channels * r)
         return self.prenet(torch.cat((go_frame, targets[:-1]), dim=0))
 
-    def forward(self, memory: Tensor, mel_targets: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, memory: Tensor, mel_targets: Tensor, memory_lengths: Tensor,
+                attention_prior: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Teacher-forced decoding: NVIDIA's per-step maths (``decode_step``), computed faster.
 
         What does not depend on the recurrence runs once for all steps: the prenet, the attention LSTM's input
@@ -291,7 +298,8 @@ class Decoder(nn.Module):
         ``tacotron2_lightning.reference_decoder`` keeps the plain loop this reproduces.
 
         memory (B, N, E), mel_targets (B, C, T) with T a multiple of n_frames_per_step ->
-        mel (B, C, T), gate logits (B, T), alignments (B, S, N).
+        mel (B, C, T), gate logits (B, T), alignments (B, S, N). ``attention_prior`` (B, S, N), when given, is
+        added to each step's attention energies (the weighted log alignment prior; None is NVIDIA's attention).
         """
         r = self.n_frames_per_step
         prenet_frames = self.teacher_forced_prenet(mel_targets)  # (S, B, prenet_dim)
@@ -314,6 +322,7 @@ class Decoder(nn.Module):
         attention_gates = DeferredLinear((w_attention_context, attention_rnn.weight_hh), n_steps, dtype)
         decoder_gates = DeferredLinear((w_hidden, w_decoder_context, decoder_rnn.weight_hh), n_steps, dtype)
         attention_token, decoder_token = attention_gates.token(), decoder_gates.token()
+        step_priors = [None] * n_steps if attention_prior is None else attention_prior.unbind(1)
 
         attention_hidden, attention_cell, decoder_hidden, decoder_cell, weights, weights_cum, context = (
             self.initial_state(memory))
@@ -325,7 +334,8 @@ class Decoder(nn.Module):
             attention_hidden = F.dropout(attention_hidden, self.p_attention_dropout, self.training)
 
             weights_cat = torch.stack((weights, weights_cum), dim=1)
-            context, weights = self.attention_layer(attention_hidden, memory, processed_memory, weights_cat, pad_mask)
+            context, weights = self.attention_layer(attention_hidden, memory, processed_memory, weights_cat, pad_mask,
+                                                    step_priors[step])
             weights_cum = weights_cum + weights
 
             decoder_hidden, decoder_cell = _lstm_pointwise(
@@ -503,16 +513,17 @@ class Tacotron2(nn.Module):
         self.postnet = Postnet(config)
 
     def forward(self, text_padded: Tensor, input_lengths: Tensor, mel_padded: Tensor,
-                output_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                output_lengths: Tensor, attention_prior: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Teacher-forced pass on a padded batch (NVIDIA's collate layout).
 
         text_padded (B, N) int, input_lengths (B,), mel_padded (B, C, T), output_lengths (B,) ->
         mel_outputs (B, C, T), mel_outputs_postnet (B, C, T), gate_outputs (B, T), alignments (B, S, N),
-        with padded frames zeroed and padded gate logits set to 1e3 when ``mask_padding``.
+        with padded frames zeroed and padded gate logits set to 1e3 when ``mask_padding``. ``attention_prior``
+        (B, S, N): a bias on the attention energies of each decoder step (see :meth:`Decoder.forward`).
         """
         embedded = self.embedding(text_padded).transpose(1, 2)
         memory = self.encoder(embedded, input_lengths)
-        mel_outputs, gate_outputs, alignments = self.decoder(memory, mel_padded, input_lengths)
+        mel_outputs, gate_outputs, alignments = self.decoder(memory, mel_padded, input_lengths, attention_prior)
         mel_outputs_postnet = mel_outputs + self.postnet(mel_outputs)
         if self.mask_padding:
             padding = ~lengths_to_mask(output_lengths, mel_outputs.size(2))  # (B, T)

@@ -14,6 +14,8 @@ recordings after DTW, dB), and with word timings ``val/alignment_error`` and ``v
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,7 +27,8 @@ from tacotron2_lightning import health
 from tacotron2_lightning.audio import AudioConfig
 from tacotron2_lightning.config import Tacotron2Config
 from tacotron2_lightning.dataclass_config import as_dataclass
-from tacotron2_lightning.loss import guided_attention_loss, tacotron2_loss, weighted_gate_loss
+from tacotron2_lightning.alignment_prior import AttentionPrior
+from tacotron2_lightning.loss import forward_sum_loss, guided_attention_loss, tacotron2_loss, weighted_gate_loss
 from tacotron2_lightning.model import Tacotron2, decoder_steps
 
 Batch = tuple[Tensor, ...]  # NVIDIA's five tensors, then word_timings when the data has them
@@ -43,6 +46,14 @@ class Tacotron2ModuleBase:
         guided_attention_sigma: width of the guided-attention band, relative to the lengths.
         gate_positive_weight: weight of the "stop" frames in the gate's training loss (1.0 is NVIDIA's);
             above 1 the gate learns to fire sooner. Logged losses are always NVIDIA's, unweighted.
+        attention_prior_weight: weight of the beta-binomial alignment prior's log added to the attention energies in
+            training steps (:mod:`~tacotron2_lightning.alignment_prior`); 0 is NVIDIA's attention. Validation and
+            synthesis never use it, so they measure the model alone. An attribute, so a scheduler can anneal it.
+        attention_prior_scaling: the prior's concentration per decoder step (larger: a sharper diagonal).
+        align_loss_weight: weight of the forward-sum alignment loss (:func:`~tacotron2_lightning.loss.forward_sum_loss`)
+            in the training loss; logged as ``train/align_loss`` and ``val/align_loss`` whenever it is above 0.
+            An attribute, so a scheduler can change it.
+        align_loss_start_step: the training step from which the forward-sum loss is minimised (it is logged before).
         health_utterances: how many validation utterances (of the first batch) are decoded free-running
             each validation to measure the gate-stop rate; 0 skips free-running decoding.
         health_cap_ratio: free-running decoding of an utterance stops at this multiple of its recording's length
@@ -68,6 +79,10 @@ class Tacotron2ModuleBase:
         guided_attention_weight: float = 0.0,
         guided_attention_sigma: float = 0.2,
         gate_positive_weight: float = 1.0,
+        attention_prior_weight: float = 0.0,
+        attention_prior_scaling: float = 1.0,
+        align_loss_weight: float = 0.0,
+        align_loss_start_step: int = 0,
         health_utterances: int = 8,
         health_cap_ratio: float = 2.0,
         audio: AudioConfig | Mapping[str, Any] | None = None,
@@ -76,13 +91,19 @@ class Tacotron2ModuleBase:
         super().__init__()
         for name, value in (("learning_rate", learning_rate), ("guided_attention_sigma", guided_attention_sigma),
                             ("gate_positive_weight", gate_positive_weight),
+                            ("attention_prior_scaling", attention_prior_scaling),
                             ("health_cap_ratio", health_cap_ratio)):
-            if not value > 0:
-                raise ValueError(f"Tacotron2Module {name} must be > 0, got {value!r}")
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"Tacotron2Module {name} must be a finite number > 0, got {value!r}")
         for name, value in (("weight_decay", weight_decay), ("guided_attention_weight", guided_attention_weight),
-                            ("health_utterances", health_utterances)):
-            if value < 0:
-                raise ValueError(f"Tacotron2Module {name} must be >= 0, got {value!r}")
+                            ("attention_prior_weight", attention_prior_weight),
+                            ("align_loss_weight", align_loss_weight), ("health_utterances", health_utterances)):
+            if not (value >= 0 and math.isfinite(value)):  # NaN fails both comparisons: refused too
+                raise ValueError(f"Tacotron2Module {name} must be a finite number >= 0, got {value!r}")
+        if not isinstance(align_loss_start_step, numbers.Integral) or isinstance(align_loss_start_step, bool) \
+                or align_loss_start_step < 0:
+            raise ValueError(f"Tacotron2Module align_loss_start_step must be an integer >= 0 (a training step), "
+                             f"got {align_loss_start_step!r}")
         config = as_dataclass(Tacotron2Config, model_config)
         # Without audio settings, NVIDIA's with the model's mel channel count.
         default_audio = {"n_mel_channels": config.n_mel_channels}
@@ -102,6 +123,10 @@ class Tacotron2ModuleBase:
         self.guided_attention_weight = guided_attention_weight
         self.guided_attention_sigma = guided_attention_sigma
         self.gate_positive_weight = gate_positive_weight
+        self.attention_prior_weight = attention_prior_weight
+        self.attention_prior = AttentionPrior(attention_prior_scaling)
+        self.align_loss_weight = align_loss_weight
+        self.align_loss_start_step = int(align_loss_start_step)
         self.health_utterances = health_utterances
         self.health_cap_ratio = health_cap_ratio
         # The first validation utterance of the latest validation, on CPU, for plots and audio samples.
@@ -122,7 +147,12 @@ class Tacotron2ModuleBase:
 
     def _shared_step(self, batch: Batch, stage: str) -> tuple[Tensor, tuple[Tensor, ...]]:
         text, input_lengths, mel, gate, output_lengths = batch[:5]
-        outputs = self.model(text, input_lengths, mel, output_lengths)
+        prior = None
+        if stage == "train" and self.attention_prior_weight > 0:
+            decoder_lengths = self._decoder_lengths(output_lengths)
+            prior = self.attention_weighted_prior(input_lengths, decoder_lengths, text.size(1),
+                                                  mel.size(2) // self.config.n_frames_per_step)
+        outputs = self.model(text, input_lengths, mel, output_lengths, prior)
         mel_outputs, mel_outputs_postnet, gate_outputs, alignments = outputs
         losses = tacotron2_loss(mel_outputs, mel_outputs_postnet, gate_outputs, mel, gate)
         on_step = stage == "train"
@@ -141,13 +171,45 @@ class Tacotron2ModuleBase:
             )
             self.log(f"{stage}/guided_attention_loss", guided, **log_args)
             loss = loss + self.guided_attention_weight * guided
+        if self.align_loss_weight > 0:
+            align = forward_sum_loss(alignments, input_lengths, self._decoder_lengths(output_lengths))
+            self.log(f"{stage}/align_loss", align, **log_args)
+            if stage != "train" or self.global_step >= self.align_loss_start_step:
+                loss = loss + self.align_loss_weight * align
         return loss, outputs
+
+    def attention_weighted_prior(self, input_lengths: Tensor, decoder_lengths: Tensor, max_text: int,
+                                 max_steps: int) -> Tensor:
+        """(B, S, N) ``attention_prior_weight`` x the log alignment prior of each utterance (0 on padding), the
+        bias that training adds to the attention energies."""
+        log_prior = self.attention_prior(input_lengths, decoder_lengths, max_text, max_steps)
+        return log_prior.to(self.model.embedding.weight.dtype) * self.attention_prior_weight
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss, _ = self._shared_step(batch, "train")
-        if self.guided_attention_weight > 0:
+        if self.guided_attention_weight > 0 or self.align_loss_weight > 0:
             self.log("train/total_loss", loss, on_step=True, batch_size=batch[0].size(0))
         return loss
+
+    def on_fit_start(self) -> None:
+        self._check_align_loss_fits_data()
+
+    def _check_align_loss_fits_data(self) -> None:
+        """The forward-sum loss needs a monotonic path: at least one decoder step per text symbol. Refuses, before
+        the first step, training data in which an utterance has fewer decoder steps than symbols."""
+        dataset = getattr(getattr(self.trainer, "datamodule", None), "train_set", None)
+        if self.align_loss_weight <= 0 or dataset is None or not hasattr(dataset, "items"):
+            return
+        r = self.config.n_frames_per_step
+        short = [item for item in dataset.items if decoder_steps(item.n_frames, r) < len(item.sequence)]
+        if short:
+            item = short[0]
+            raise ValueError(
+                f"model.align_loss_weight={self.align_loss_weight}: the forward-sum loss needs at least one decoder "
+                f"step per text symbol, but {len(short)} training utterance(s) have fewer, e.g. "
+                f"{item.utterance.origin} ({len(item.sequence)} symbols, {item.n_frames} frames = "
+                f"{decoder_steps(item.n_frames, r)} steps at model.model_config.n_frames_per_step={r}); lower "
+                "n_frames_per_step, filter them out (data.max_text_length) or set model.align_loss_weight=0")
 
     def on_validation_epoch_start(self) -> None:
         self._word_error_sums = torch.zeros(3, device=self.device)

@@ -11,6 +11,7 @@ from tuner_callbacks._lazy import lazy_exports
 _WHERE = {
     "Anomaly": "tuner_callbacks.history",
     "MetricHistory": "tuner_callbacks.history",
+    "MetricMilestone": "tuner_callbacks.milestone",
     "ModelRegistry": "tuner_callbacks.registry",
     "ParamScheduler": "tuner_callbacks.scheduling",
     "PreemptionCheckpoint": "tuner_callbacks.preemption",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -21,6 +21,7 @@ from tacotron2_lightning.checkpoint import load_nvidia_checkpoint
 from tacotron2_lightning.lightning_compat import classes_in_every_package
 from tuner_callbacks import contract
 from tuner_callbacks.lightning_compat import lightning_bases
+from tuner_callbacks.milestone import MetricMilestone
 from tuner_callbacks.mlflow_utils import (
     find_mlflow_logger,
     flatten_for_params,
@@ -81,6 +82,10 @@ def _record_run(trainer: pl.Trainer, loggers: list[Any], cfg: DictConfig) -> Non
     if run_id and trainer.is_global_zero:
         Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.paths.output_dir) / RUN_ID_FILE).write_text(run_id)
+
+
+def _milestones(trainer: pl.Trainer) -> list[MetricMilestone]:
+    return [callback for callback in trainer.callbacks if isinstance(callback, MetricMilestone)]
 
 
 def _summary(trainer: pl.Trainer, loggers: list[Any]) -> dict[str, Any]:
@@ -247,16 +252,30 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if trainer.is_global_zero:
         timing = {"started_at": started_at, "model_build_s": model_build_s, "first_step_at": clock and clock.at}
         _record_trial(cfg, summary, _latest_media(trainer), metrics, timing if clock is not None else None)
-        _print_summary(summary, metrics, cfg.get("optimized_metric"))
+        _print_summary(summary, metrics, cfg.get("optimized_metric"), _milestones(trainer))
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "summary": summary}
 
 
-def _print_summary(summary: dict[str, Any], metrics: Mapping[str, float], optimized: str | None) -> None:
+def _print_summary(summary: dict[str, Any], metrics: Mapping[str, float], optimized: str | None,
+                   milestones: Sequence[MetricMilestone] = ()) -> None:
+    """The end-of-run table: where things are, the optimised metric, and each milestone's step (the first
+    validation at which all its conditions held) with the last value of every metric it watches."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="Training summary", show_header=False)
     rows = {**summary, **({optimized: metrics.get(optimized, math.nan)} if optimized else {})}
+    for milestone in milestones:
+        rows[f"{milestone.name} at step"] = (
+            str(milestone.reached_at) if milestone.reached_at is not None else "not reached")
+        rows.update({f"{name} (last; {_bounds_text(bounds)})": metrics.get(name, milestone.latest[name])
+                     for name, bounds in milestone.conditions.items()})
     for key, value in rows.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else redact_url(str(value)))
     Console(stderr=True).print(table)
+
+
+def _bounds_text(bounds: Mapping[str, float]) -> str:
+    if "min" in bounds and "max" in bounds:
+        return f"{bounds['min']:g}-{bounds['max']:g}"
+    return f">= {bounds['min']:g}" if "min" in bounds else f"<= {bounds['max']:g}"
