@@ -29,6 +29,7 @@ from hydra_plugins.smart_optuna_sweeper._liveness import LAUNCHED_AT, Heartbeat,
 from hydra_plugins.smart_optuna_sweeper._pruners import build_pruner, pruner_record, storable
 from hydra_plugins.smart_optuna_sweeper._results import promote_best_trial_model, write_results
 from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace, SearchSpaceError, encode_value
+from hydra_plugins.smart_optuna_sweeper._secrets import guard_secrets
 from hydra_plugins.smart_optuna_sweeper._stopping import StopRules
 from hydra_plugins.smart_optuna_sweeper._trial_seeds import PerTrialSeed
 from tuner_callbacks import contract
@@ -95,7 +96,8 @@ class SmartOptunaSweeperImpl(Sweeper):
         self.custom_search_space = get_method(custom_search_space) if custom_search_space else None
         self.stale_trials, self.heartbeat_interval_s, self.stale_after_s = (stale_trials, heartbeat_interval_s,
                                                                             stale_after_s)
-        self.report, self.alerts, self.launch_mode = report, alerts, launch_mode
+        # Plain copies: setup() masks the secrets of Hydra's config, which must not reach the values used here.
+        self.report, self.alerts, self.launch_mode = report, _plain(alerts), launch_mode
         self.tracking_uri, self.registry_model, self.registry_alias = tracking_uri, registry_model, registry_alias
         self.metric_names = list(metric_names or [])
         if self.metric_names and len(self.metric_names) != len(self.directions):
@@ -106,6 +108,11 @@ class SmartOptunaSweeperImpl(Sweeper):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
+        # Before the launcher is built or any job composed: jobs are composed from Hydra's record of the command
+        # line, and each saves it in its .hydra/ folder.
+        masked = guard_secrets(config)
+        if masked:
+            log.info("Masked in the sweep's saved config (the sweeper keeps them): %s", ", ".join(masked))
         # Hydra sets its HydraConfig per job, not before the sweep starts; the sweep folder (and the MLflow URI
         # read at the end) may use ${hydra:runtime.cwd}, as conf/paths/default.yaml does, and so may the launcher's
         # config (submitit's folder is under hydra.sweep.dir).
@@ -484,7 +491,7 @@ def _grid_values(name: str, distribution: optuna.distributions.BaseDistribution)
     raise SweepError(f"GridSampler needs discrete parameters (choice or range); {name} is {distribution}")
 
 
-def _send_summary_alert(settings: DictConfig, study: optuna.Study, counts: Counter, seconds: float,
+def _send_summary_alert(settings: dict[str, Any], study: optuna.Study, counts: Counter, seconds: float,
                         stopped_early: str | None = None) -> None:
     """The sweep summary through tuner_callbacks.alerts (Telegram with TELEGRAM_BOT_TOKEN set, else the log)."""
     try:
@@ -493,7 +500,7 @@ def _send_summary_alert(settings: DictConfig, study: optuna.Study, counts: Count
         best = None
         if len(study.directions) == 1 and counts.get("COMPLETE"):
             best = study.best_trial
-        dispatcher = build_dispatcher(**OmegaConf.to_container(settings, resolve=True))
+        dispatcher = build_dispatcher(**_plain(settings))
         dispatcher.send(sweep_summary_alert(
             study.study_name, dict(counts), best_value=best.value if best else None,
             best_params=best.params if best else None, metric=(study.metric_names or [None])[0],
