@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from tacotron2_lightning.loss import guided_attention_loss, tacotron2_loss, weighted_gate_loss
+from tacotron2_lightning.loss import forward_sum_loss, guided_attention_loss, tacotron2_loss, weighted_gate_loss
 
 
 def gate_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,3 +80,65 @@ def test_guided_attention_loss_ignores_padding():
     first = guided_attention_loss(alignments[:1], lengths[:1], lengths[:1]) * 12
     second = guided_attention_loss(alignments[1:, :6, :6], lengths[1:], lengths[1:]) * 6
     torch.testing.assert_close(guided_attention_loss(alignments, lengths, lengths), (first + second) / 18)
+
+
+def soft(alignment: torch.Tensor, sharpness: float = 8.0) -> torch.Tensor:
+    """A one-hot alignment made a softmax distribution over text positions."""
+    return torch.softmax(alignment * sharpness, dim=2)
+
+
+def staircase(steps: int, n_text: int, onsets: list[int]) -> torch.Tensor:
+    """(1, steps, n_text) one-hot attention that moves to symbol k at step ``onsets[k]``."""
+    alignment = torch.zeros(1, steps, n_text)
+    for k, start in enumerate(onsets):
+        end = onsets[k + 1] if k + 1 < len(onsets) else steps
+        alignment[0, start:end, k] = 1.0
+    return alignment
+
+
+def test_forward_sum_loss_prefers_monotonic_attention_at_any_pace():
+    lengths, steps = torch.tensor([6]), torch.tensor([12])
+    even = staircase(12, 6, [0, 2, 4, 6, 8, 10])
+    uneven = staircase(12, 6, [0, 1, 2, 7, 9, 11])  # another timing, still in order: as good
+    backwards = even.flip(2)
+    skipping = staircase(12, 6, [0, 3, 3, 6, 9, 9])[:, :, [0, 1, 3, 4, 5, 5]]  # symbols 2 never attended
+    loss = {name: float(forward_sum_loss(soft(a), lengths, steps))
+            for name, a in [("even", even), ("uneven", uneven), ("backwards", backwards), ("skipping", skipping)]}
+    assert max(loss["even"], loss["uneven"]) < min(loss["backwards"], loss["skipping"]) / 3, loss
+
+
+def test_forward_sum_loss_ignores_padding_and_matches_one_at_a_time():
+    generator = torch.Generator().manual_seed(0)
+    alignments = torch.softmax(torch.randn(3, 14, 7, generator=generator), dim=2)
+    text_lengths, step_lengths = torch.tensor([7, 4, 5]), torch.tensor([14, 9, 11])
+    pad_mask = torch.arange(7) >= text_lengths.unsqueeze(1)
+    alignments = torch.softmax(torch.randn(3, 14, 7, generator=generator).masked_fill(pad_mask.unsqueeze(1), -1e9), 2)
+    batched = forward_sum_loss(alignments, text_lengths, step_lengths)
+    singles = [forward_sum_loss(alignments[i : i + 1, : step_lengths[i], : text_lengths[i]], text_lengths[i : i + 1],
+                                step_lengths[i : i + 1]) for i in range(3)]
+    torch.testing.assert_close(batched, torch.stack(singles).mean())
+    garbage = alignments.clone()
+    garbage[1, 9:] = 0.3  # padded steps hold anything
+    torch.testing.assert_close(forward_sum_loss(garbage, text_lengths, step_lengths), batched)
+
+
+def test_forward_sum_loss_is_ctc_over_blank_and_text_positions():
+    """Against F.ctc_loss written out for one utterance: classes [blank, symbol 1..N], blank at log-prob -1 before
+    renormalising."""
+    alignments = torch.softmax(torch.randn(1, 9, 4, generator=torch.Generator().manual_seed(1)), dim=2)
+    logits = torch.cat((torch.full((1, 9, 1), -1.0), alignments.log()), dim=2)
+    expected = F.ctc_loss(F.log_softmax(logits, 2).transpose(0, 1), torch.tensor([[1, 2, 3, 4]]), torch.tensor([9]),
+                          torch.tensor([4]), reduction="mean")
+    torch.testing.assert_close(forward_sum_loss(alignments, torch.tensor([4]), torch.tensor([9])), expected)
+
+
+def test_forward_sum_loss_with_fewer_steps_than_symbols_is_zero_not_inf_and_has_finite_gradients():
+    logits = torch.randn(2, 6, 8, requires_grad=True)
+    alignments = torch.softmax(logits, dim=2)
+    loss = forward_sum_loss(alignments, torch.tensor([8, 3]), torch.tensor([5, 6]))  # first: 5 steps for 8 symbols
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()
+    # With r > 1 the time axis is decoder steps: the same attention over S steps, whatever r produced them.
+    assert float(forward_sum_loss(alignments[1:], torch.tensor([3]), torch.tensor([6]))) == pytest.approx(
+        2 * float(loss), rel=1e-5)

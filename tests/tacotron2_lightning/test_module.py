@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -151,11 +152,57 @@ def test_checkpoint_holds_plain_hyperparameters_and_reloads(tmp_path):
 
 @pytest.mark.parametrize(
     ("argument", "value"),
-    [("learning_rate", 0.0), ("weight_decay", -1.0), ("guided_attention_weight", -0.5), ("health_cap_ratio", 0)],
+    [("learning_rate", 0.0), ("weight_decay", -1.0), ("guided_attention_weight", -0.5), ("health_cap_ratio", 0),
+     ("attention_prior_weight", -1.0), ("attention_prior_weight", float("nan")),
+     ("attention_prior_scaling", 0.0), ("attention_prior_scaling", float("inf")), ("align_loss_weight", -0.1),
+     ("align_loss_weight", float("nan")), ("align_loss_start_step", 1.5), ("align_loss_start_step", "100"),
+     ("align_loss_start_step", True), ("align_loss_start_step", -1)],
 )
 def test_bad_arguments_are_named(argument, value):
-    with pytest.raises(ValueError, match=f"{argument} must be .*got {value!r}"):
+    with pytest.raises(ValueError, match=rf"{argument} must be .*got {re.escape(repr(value))}"):
         Tacotron2Module(tiny_config(), **{argument: value})
+
+
+def test_align_loss_is_logged_always_and_minimised_from_its_start_step():
+    torch.manual_seed(0)
+    config = tiny_config(prenet_dropout=0.0, p_attention_dropout=0.0, p_decoder_dropout=0.0)
+    module = Tacotron2Module(config, align_loss_weight=2.0, align_loss_start_step=5).eval()
+    logged = {}
+    module.log = lambda name, value, **kwargs: logged.__setitem__(name, value)
+    batch = synthetic_batch()
+    text, text_lengths, mel, gate, mel_lengths = batch
+    nvidia = tacotron2_loss(*module.model(text, text_lengths, mel, mel_lengths)[:3], mel, gate).total
+    before = module.training_step(batch, 0)  # global_step 0 < 5: logged, not minimised
+    torch.testing.assert_close(before, nvidia)
+    assert float(logged["train/align_loss"]) > 0
+    type(module).global_step = property(lambda self: 5)
+    try:
+        after = module.training_step(batch, 0)
+    finally:
+        del type(module).global_step
+    torch.testing.assert_close(after, nvidia + 2.0 * logged["train/align_loss"])
+    module._shared_step(batch, "val")
+    assert "val/align_loss" in logged
+
+
+def test_align_loss_refuses_data_with_fewer_decoder_steps_than_symbols():
+    from types import SimpleNamespace
+
+    from tacotron2_lightning.data.dataset import CheckedUtterance
+    from tacotron2_lightning.data.sources import Utterance
+
+    def item(origin, symbols, frames):
+        return CheckedUtterance(Utterance(Path("a.wav"), "text", origin), tuple(range(1, symbols + 1)), 22050,
+                                frames, frames * 256 / 22050)
+
+    module = Tacotron2Module(tiny_config(n_frames_per_step=3), align_loss_weight=1.0)
+    data = SimpleNamespace(train_set=SimpleNamespace(items=[item("list.txt:1", 10, 60), item("list.txt:2", 30, 60)]))
+    module.trainer = SimpleNamespace(datamodule=data)  # what Lightning sets before on_fit_start
+    with pytest.raises(ValueError, match=r"align_loss_weight=1.0.*list.txt:2 \(30 symbols, 60 frames = 20 steps.*"
+                                         r"n_frames_per_step=3"):
+        module._check_align_loss_fits_data()
+    data.train_set.items.pop()
+    module._check_align_loss_fits_data()  # every utterance has a monotonic path: accepted
 
 
 def test_unknown_model_config_key_is_named():
