@@ -66,6 +66,13 @@ def refusal(trials: Sequence[FrozenTrial], number: int, n_trials: int) -> Refusa
     return None
 
 
+def stopped(trials: Sequence[FrozenTrial], number: int, reason: str) -> Refusal:
+    """The refusal of trial ``number``, asked just as the study's run stopped (``reason``): a waiting (enqueued)
+    trial is enqueued again, for a later run."""
+    trial = next(t for t in trials if t.number == number)
+    return Refusal(f"the study stopped as it was asked: {reason}", bool(trial.system_attrs.get(_FIXED)))
+
+
 def give_back(study: Any, trial: FrozenTrial, refused: Refusal) -> None:
     """Fails ``trial`` as not run (it does not count), enqueuing its values again when ``refused.requeue``."""
     study._storage.set_trial_user_attr(trial._trial_id, contract.ATTR_NOT_RUN, refused.reason)

@@ -31,6 +31,7 @@ from hydra_plugins.smart_optuna_sweeper._results import promote_best_trial_model
 from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace, SearchSpaceError, encode_value
 from hydra_plugins.smart_optuna_sweeper._secrets import guard_secrets
 from hydra_plugins.smart_optuna_sweeper._stopping import StopRules
+from hydra_plugins.smart_optuna_sweeper._study_run import RULE_FAILURES, StudyRun
 from hydra_plugins.smart_optuna_sweeper._trial_seeds import PerTrialSeed
 from tuner_callbacks import contract
 from tuner_callbacks.mlflow_utils import redact_url
@@ -224,18 +225,18 @@ class SmartOptunaSweeperImpl(Sweeper):
                  " (seeded per trial)" if sampler is not study.sampler else "", type(study.pruner).__name__,
                  self.directions)
         self._started = time.monotonic()
-        self._failures, self._launched, self._returns, self._stop_reason = 0, 0, [], None
+        self._returns, self._stop, self._stop_reason = [], None, None
         self._waiting_logged = False
+        # Stops are the study's, not this process's: every worker of the run stops at the same point.
+        self._run = StudyRun.join(study, self.stale_after_s)
         if self._continuous():
             self._run_continuous(study, space, storage_url)
         else:
             self._run_batches(study, space, storage_url)
         self._finish(study, storage_url, time.monotonic() - self._started)
-        if self._too_many_failures():
-            raise SweepError(f"{self._failures} of {self._launched} trials failed, more than max_failure_rate="
-                             f"{self.max_failure_rate} of n_trials={self.n_trials}; the errors are in each "
-                             f"trial's user attribute 'error' (study {study.study_name!r} in "
-                             f"{redact_url(storage_url)})")
+        if self._stop is not None and self._stop.get("rule") == RULE_FAILURES:
+            raise SweepError(f"{self._stop['reason']}; the errors are in each trial's user attribute 'error' (study "
+                             f"{study.study_name!r} in {redact_url(storage_url)})")
         return self._returns
 
     def _seed(self, study: optuna.Study, space: SearchSpace, enqueued: list[dict[str, Any]],
@@ -262,8 +263,20 @@ class SmartOptunaSweeperImpl(Sweeper):
             return self.n_jobs > 1 and type(self.launcher).__name__ != "BasicLauncher"
         return self.launch_mode == "continuous"
 
-    def _too_many_failures(self) -> bool:
-        return self._failures > self.max_failure_rate * self.n_trials
+    def _decision(self, study: optuna.Study) -> tuple[str, str] | None:
+        """``(rule, reason)`` when the study's records say its run should stop, else None."""
+        failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if _budget.in_budget(t)]
+        if len(failed) > self.max_failure_rate * self.n_trials:
+            return RULE_FAILURES, (f"{len(failed)} of the study's trials failed, more than max_failure_rate="
+                                   f"{self.max_failure_rate} of n_trials={self.n_trials}")
+        reason = self.stop_rules.reason(study, self._run.seconds()) if self.stop_rules else None
+        return (reason.split(":", 1)[0], reason) if reason else None
+
+    def _adopt(self, stop: dict[str, Any]) -> None:
+        self._stop, self._stop_reason = stop, str(stop.get("reason"))
+        by = stop.get("by")
+        log.info("Study-wide stop (%s%s): %s; no new trial starts (running ones finish)", stop.get("rule"),
+                 f", decided by worker {by}" if by else "", self._stop_reason)
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial,
               outcome: tuple[TrialState, list[float] | None, str | None]) -> None:
@@ -277,16 +290,21 @@ class SmartOptunaSweeperImpl(Sweeper):
             if "Study.stop" not in str(stop):
                 raise
         log.info("Trial %d: %s%s", trial.number, state.name, f" {values}" if values else "")
-        self._failures += state == TrialState.FAIL
-        self._launched += 1
         self._returns.append(outcome)
-        if self.stop_rules and self._stop_reason is None:
-            self._stop_reason = self.stop_rules.reason(study, time.monotonic() - self._started)
-            if self._stop_reason:
-                log.info("stop_when: %s; no new trial starts (running ones finish)", self._stop_reason)
+        if self._stop is None:
+            decision = self._decision(study)
+            if decision is not None:
+                self._adopt(self._run.record_stop(*decision))
 
     def _stopping(self) -> bool:
-        return self._too_many_failures() or self._stop_reason is not None
+        """Whether the study's run has stopped (recorded by any worker); checked before each trial is asked."""
+        if self._stop is None:
+            recorded = self._run.stop()
+            if recorded is not None:
+                self._adopt(recorded)
+            elif self.stop_rules.max_seconds is not None and self._run.seconds() >= self.stop_rules.max_seconds:
+                self._adopt(self._run.record_stop(*self._decision(self._run.study)))
+        return self._stop is not None
 
     def _recover(self, study: optuna.Study) -> list[int]:
         """Fails (or re-queues) the trials dead workers left RUNNING."""
@@ -313,10 +331,16 @@ class SmartOptunaSweeperImpl(Sweeper):
             claim(study, [trial._trial_id])  # others see its owner at once, not only once it is launched
             trials = study.get_trials(deepcopy=False)
             refused = _budget.refusal(trials, trial.number, self.n_trials)
+            stop = self._run.stop() if refused is None else None
+            if stop is not None:  # another worker stopped the study between our check and this ask
+                self._adopt(stop)
+                refused = _budget.stopped(trials, trial.number, stop["reason"])
             if refused is None:
                 return trial
             log.info("Trial %d given back unrun: %s", trial.number, refused.reason)
             _budget.give_back(study, next(t for t in trials if t.number == trial.number), refused)
+            if self._stop is not None:
+                return None
 
     def _run_batches(self, study: optuna.Study, space: SearchSpace, storage_url: str) -> None:
         """n_jobs trials at a time; the next batch starts when the whole batch has ended."""
@@ -346,7 +370,7 @@ class SmartOptunaSweeperImpl(Sweeper):
                     if self._stopping():
                         return
                     trial = self._next_trial(study)
-                    if trial is None:
+                    if trial is None or self._stop is not None:
                         return
                     if trial is not _WAIT:
                         overrides = self._trial_overrides(trial, space, storage_url)
@@ -367,7 +391,7 @@ class SmartOptunaSweeperImpl(Sweeper):
         for trial in trials:  # where the trial's time starts: benchmarks/sweep_scaling.py measures from here
             study._storage.set_trial_system_attr(trial._trial_id, LAUNCHED_AT, time.time())
         with Heartbeat(study, [t._trial_id for t in trials], self.heartbeat_interval_s,
-                       on_beat=lambda: self._recover(study)):
+                       on_beat=lambda: (self._recover(study), self._run.seen())):
             try:
                 returns = self.launcher.launch(overrides, initial_job_idx=job_idx)
             except Exception as error:  # e.g. a joblib worker killed by the OOM killer takes the batch with it
@@ -394,6 +418,7 @@ class SmartOptunaSweeperImpl(Sweeper):
         return TrialState.COMPLETE, values, None
 
     def _finish(self, study: optuna.Study, storage_url: str, seconds: float) -> None:
+        self._run.end_if_done()
         path = write_results(study, self.sweep_dir, redact_url(storage_url), stopped_early=self._stop_reason)
         counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
         log.info("Sweep of %s done in %.0f s: %s%s; results in %s", study.study_name, seconds, dict(counts),

@@ -2,8 +2,10 @@
 
 ``{no_improvement: {trials: K, min_delta: X}}``: the last K finished trials (run in this study, any state) did not
 beat the best value before them by more than X. ``{target: V}``: a trial reached V or better in the study's
-direction. ``{max_seconds: S}``: this sweep process has run for S seconds. The sweeper asks after each finished
-trial; once a rule fires it launches no new trial and lets the running ones finish.
+direction. ``{max_seconds: S}``: the study's current run (its first worker's start; _study_run) has lasted S
+seconds. The rules read the study's records, so every worker of a study comes to the same decision; the first one
+that does records it in the study, and every worker launches no new trial once it is recorded, letting the running
+ones finish.
 """
 
 from __future__ import annotations
@@ -78,9 +80,9 @@ class StopRules:
         return any(v is not None for v in (self.no_improvement_trials, self.target, self.max_seconds))
 
     def reason(self, study: optuna.Study, seconds: float) -> str | None:
-        """Why the sweep should launch no more trials, or None; ``seconds``: how long this sweep has run."""
+        """Why the sweep should launch no more trials, or None; ``seconds``: how long the study's run has lasted."""
         if self.max_seconds is not None and seconds >= self.max_seconds:
-            return f"max_seconds: {seconds:.0f} s since the sweep started, the budget was {self.max_seconds:g} s"
+            return f"max_seconds: {seconds:.0f} s since the study's run started, the budget was {self.max_seconds:g} s"
         if self.target is None and self.no_improvement_trials is None:
             return None
         trials = study.get_trials(deepcopy=False)

@@ -156,7 +156,9 @@ class SmartOptunaSweeperConf:
     # continuous: each of n_jobs slots starts its next trial as soon as its trial ends (launchers running jobs in
     # other processes: joblib, submitit); batch: n_jobs trials at a time; auto: continuous unless the basic launcher.
     launch_mode: str = "auto"
-    max_failure_rate: float = 0.5  # stop the sweep once more than this fraction of its trials failed
+    # Stop the study (every worker) once more of its trials failed than this fraction of n_trials; trials given back
+    # unrun, interrupted by a dead worker or copied from another study are not counted.
+    max_failure_rate: float = 0.5
     params: Optional[dict[str, Any]] = None
     custom_search_space: Optional[str] = None  # "module.function(cfg, trial)" adding trial.suggest_* calls
     # A trial left RUNNING by a killed sweep: "fail" marks it FAIL; "requeue" also enqueues its params again.
@@ -196,8 +198,10 @@ class SmartOptunaSweeperConf:
     #   no_improvement: {trials: K, min_delta: X}  the last K finished trials did not beat the best before them by
     #                                              more than X (single objective)
     #   target: V                                  a trial reached V or better, in the study's direction
-    #   max_seconds: S                             S seconds since this sweep started
-    # The reason is logged, written to optimization_results.yaml (stopped_early) and sent in the summary alert.
+    #   max_seconds: S                             S seconds since the study's run started (its first worker)
+    # Decided on the study's records, for every worker of the study at once: the first worker whose rule fires records
+    # the reason in the study (system attribute smart_tuner:stop); every worker then stops at its next trial and
+    # logs it, writes it to optimization_results.yaml (stopped_early) and sends it in the summary alert.
     stop_when: Any = None
 
 
