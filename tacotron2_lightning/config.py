@@ -54,6 +54,13 @@ class Tacotron2Config:
     attention_location_n_filters: int = 32
     attention_location_kernel_size: int = 31
 
+    # Inference only (off: NVIDIA's): each free-running step may attend only from ``inference_window_back``
+    # positions behind the previous step's peak to ``inference_window_front`` ahead of it (Coqui's ``windowing``),
+    # so that long inputs cannot skip or repeat text. Training and the state_dict are unaffected.
+    inference_window: bool = False
+    inference_window_back: int = 2
+    inference_window_front: int = 6
+
     # Postnet: postnet_n_convolutions conv + BatchNorm layers.
     postnet_embedding_dim: int = 512
     postnet_kernel_size: int = 5
@@ -68,12 +75,18 @@ class Tacotron2Config:
             "encoder_embedding_dim", "n_mel_channels", "n_frames_per_step", "decoder_rnn_dim",
             "prenet_dim", "max_decoder_steps", "attention_rnn_dim", "attention_dim",
             "attention_location_n_filters", "attention_location_kernel_size", "postnet_embedding_dim",
-            "postnet_kernel_size",
+            "postnet_kernel_size", "inference_window_front",
         )
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"Tacotron2Config.{name} must be a positive integer, got {value!r}")
+        if isinstance(self.inference_window_back, bool) or not isinstance(self.inference_window_back, int) \
+                or self.inference_window_back < 0:
+            raise ValueError("Tacotron2Config.inference_window_back must be an integer >= 0, got "
+                             f"{self.inference_window_back!r}")
+        if not isinstance(self.inference_window, bool):
+            raise ValueError(f"Tacotron2Config.inference_window must be true or false, got {self.inference_window!r}")
         if self.postnet_n_convolutions < 2:
             raise ValueError(
                 f"Tacotron2Config.postnet_n_convolutions must be at least 2, got {self.postnet_n_convolutions!r}"

@@ -222,6 +222,8 @@ class Decoder(nn.Module):
         self.gate_threshold = c.gate_threshold
         self.p_attention_dropout = c.p_attention_dropout
         self.p_decoder_dropout = c.p_decoder_dropout
+        # (back, front) of the inference attention window around the previous step's peak, or None.
+        self.inference_window = (c.inference_window_back, c.inference_window_front) if c.inference_window else None
         frame_dim = c.n_mel_channels * c.n_frames_per_step
 
         self.prenet = Prenet(frame_dim, [c.prenet_dim, c.prenet_dim], c.prenet_dropout)
@@ -244,8 +246,9 @@ class Decoder(nn.Module):
         )
 
     def decode_step(self, prenet_frame: Tensor, state: DecoderState, memory: Tensor, processed_memory: Tensor,
-                    pad_mask: Tensor | None) -> tuple[Tensor, Tensor, DecoderState]:
-        """One decoder step: prenet_frame (B, prenet_dim) -> frame (B, C*r), gate logit (B, 1), new state."""
+                    pad_mask: Tensor | None, energy_bias: Tensor | None = None) -> tuple[Tensor, Tensor, DecoderState]:
+        """One decoder step: prenet_frame (B, prenet_dim) -> frame (B, C*r), gate logit (B, 1), new state.
+        ``energy_bias`` (B, N): added to the attention energies (an inference window's -inf outside it)."""
         cell_input = torch.cat((prenet_frame, state.attention_context), -1)
         attention_hidden, attention_cell = self.attention_rnn(
             cell_input, (state.attention_hidden, state.attention_cell)
@@ -253,7 +256,8 @@ class Decoder(nn.Module):
         attention_hidden = F.dropout(attention_hidden, self.p_attention_dropout, self.training)
 
         weights_cat = torch.stack((state.attention_weights, state.attention_weights_cum), dim=1)
-        context, weights = self.attention_layer(attention_hidden, memory, processed_memory, weights_cat, pad_mask)
+        context, weights = self.attention_layer(attention_hidden, memory, processed_memory, weights_cat, pad_mask,
+                                                energy_bias)
         weights_cum = state.attention_weights_cum + weights
 
         decoder_hidden, decoder_cell = self.decoder_rnn(
@@ -383,8 +387,19 @@ class Decoder(nn.Module):
         rows, row_caps = torch.arange(batch, device=memory.device), caps
         next_cap = int(caps.min())
         segments = [_Segment(rows, [], [], [])]
+        positions = torch.arange(memory.size(1), device=memory.device)
+        peaks = torch.zeros(batch, dtype=torch.long, device=memory.device)  # the window's centre: the last peak
         for step in range(int(caps.max())):
-            frame, gate, state = self.decode_step(self.prenet(frame), state, memory, processed_memory, pad_mask)
+            window = None
+            if self.inference_window is not None:
+                back, front = self.inference_window
+                offsets = positions.unsqueeze(0) - peaks.unsqueeze(1)  # (B, N)
+                window = torch.zeros(offsets.shape, device=memory.device, dtype=memory.dtype).masked_fill(
+                    (offsets < -back) | (offsets >= front), float("-inf"))
+            frame, gate, state = self.decode_step(self.prenet(frame), state, memory, processed_memory, pad_mask,
+                                                  window)
+            if self.inference_window is not None:
+                peaks = state.attention_weights.argmax(dim=1)
             gate = gate.squeeze(1)
             segments[-1].frames.append(frame)
             segments[-1].gates.append(gate)
@@ -398,7 +413,7 @@ class Decoder(nn.Module):
             going = torch.nonzero(~done).squeeze(1)
             if going.numel() == 0:
                 break
-            rows, row_caps, frame = rows[going], row_caps[going], frame[going]
+            rows, row_caps, frame, peaks = rows[going], row_caps[going], frame[going], peaks[going]
             state = DecoderState(*(t[going] for t in state))
             memory, processed_memory = memory[going], processed_memory[going]
             pad_mask = None if pad_mask is None else pad_mask[going]

@@ -18,8 +18,10 @@ from tacotron2_lightning.model import Decoder, Tacotron2, lengths_to_mask
 class ReferenceDecoder(Decoder):
     """A :class:`~tacotron2_lightning.model.Decoder` whose teacher-forced pass is NVIDIA's per-step loop."""
 
-    def forward(self, memory: Tensor, mel_targets: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """memory (B, N, E), mel_targets (B, C, T) -> mel (B, C, T), gate logits (B, T), alignments (B, S, N)."""
+    def forward(self, memory: Tensor, mel_targets: Tensor, memory_lengths: Tensor,
+                attention_prior: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """memory (B, N, E), mel_targets (B, C, T) -> mel (B, C, T), gate logits (B, T), alignments (B, S, N);
+        ``attention_prior`` (B, S, N) added to each step's attention energies, as the fast decoder does."""
         r = self.n_frames_per_step
         prenet_frames = self.teacher_forced_prenet(mel_targets)  # all steps at once
 
@@ -27,8 +29,9 @@ class ReferenceDecoder(Decoder):
         processed_memory = self.attention_layer.memory_layer(memory)
         state = self.initial_state(memory)
         frames, gates, alignments = [], [], []
-        for prenet_frame in prenet_frames:
-            frame, gate, state = self.decode_step(prenet_frame, state, memory, processed_memory, pad_mask)
+        for step, prenet_frame in enumerate(prenet_frames):
+            bias = None if attention_prior is None else attention_prior[:, step]
+            frame, gate, state = self.decode_step(prenet_frame, state, memory, processed_memory, pad_mask, bias)
             frames.append(frame)
             gates.append(gate.squeeze(1))
             alignments.append(state.attention_weights)

@@ -280,3 +280,38 @@ def test_config_rejects_bad_values_naming_them(field, value, message):
 def test_config_from_dict_names_unknown_keys():
     with pytest.raises(ValueError, match="Unknown Tacotron2Config key\\(s\\) \\['decoder_rnn_dims'\\]"):
         Tacotron2Config.from_dict({"decoder_rnn_dims": 512})
+
+
+def test_inference_window_keeps_each_step_near_the_previous_peak():
+    """Coqui-style windowing: with it, free-running attention never jumps more than the window from its last peak;
+    without it, an untrained attention jumps all over a long input (so the test can fail)."""
+    torch.manual_seed(0)
+    text = torch.randint(12, 64, (2, 80))
+    lengths = torch.tensor([80, 61])
+
+    def peak_moves(window: bool) -> torch.Tensor:
+        torch.manual_seed(1)
+        config = tiny_config(prenet_dropout=0.0, inference_window=window, inference_window_back=1,
+                             inference_window_front=3)
+        torch.manual_seed(2)
+        model = Tacotron2(config).eval()
+        with torch.no_grad():
+            model.decoder.attention_layer.v.linear_layer.weight.mul_(30.0)  # sharp, erratic attention
+        decoded = model.inference(text, lengths, max_decoder_steps=40, warn_at_cap=False)
+        peaks = decoded.alignments.argmax(2)  # (B, S)
+        assert bool((peaks[1] < 61).all())  # padding stays out of reach
+        return peaks[:, 1:] - peaks[:, :-1]
+
+    free = peak_moves(False)
+    assert int(free.max()) > 2 or int(free.min()) < -1
+    windowed = peak_moves(True)
+    assert int(windowed.max()) <= 2 and int(windowed.min()) >= -1
+
+
+def test_inference_window_options_are_checked():
+    with pytest.raises(ValueError, match="inference_window_back must be an integer >= 0, got -1"):
+        tiny_config(inference_window_back=-1)
+    with pytest.raises(ValueError, match="inference_window_front must be a positive integer, got 0"):
+        tiny_config(inference_window_front=0)
+    with pytest.raises(ValueError, match="inference_window must be true or false, got 'yes'"):
+        tiny_config(inference_window="yes")

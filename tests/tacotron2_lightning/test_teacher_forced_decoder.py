@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from tacotron2_lightning.alignment_prior import AttentionPrior
 from tacotron2_lightning.deferred_linear import DeferredLinear
 from tacotron2_lightning.loss import tacotron2_loss
 from tacotron2_lightning.model import Tacotron2
@@ -21,20 +22,20 @@ def twins(**overrides) -> tuple[Tacotron2, ReferenceTacotron2]:
     return model, reference
 
 
-def step(model: Tacotron2, batch, seed: int = 1):
+def step(model: Tacotron2, batch, seed: int = 1, attention_prior=None):
     """Outputs and parameter gradients of one training step's loss (alignments included, so they get gradients)."""
     text, text_lengths, mel, gate, mel_lengths = batch
     model.zero_grad(set_to_none=True)
     torch.manual_seed(seed)
-    outputs = model(text, text_lengths, mel, mel_lengths)
+    outputs = model(text, text_lengths, mel, mel_lengths, attention_prior)
     loss = tacotron2_loss(*outputs[:3], mel, gate).total + outputs[3].square().mean()
     loss.backward()
     return outputs, {name: p.grad for name, p in model.named_parameters()}
 
 
-def assert_same_step(model, reference, batch) -> None:
-    outputs, grads = step(model, batch)
-    expected_outputs, expected_grads = step(reference, batch)
+def assert_same_step(model, reference, batch, attention_prior=None) -> None:
+    outputs, grads = step(model, batch, attention_prior=attention_prior)
+    expected_outputs, expected_grads = step(reference, batch, attention_prior=attention_prior)
     for name, ours, theirs in zip(("mel", "mel_postnet", "gate", "alignments"), outputs, expected_outputs,
                                   strict=True):
         scale = float(theirs.detach().abs().max())
@@ -61,6 +62,17 @@ def test_fast_decoder_equals_the_per_step_loop(frames_per_step, mode):
     # Padded text and mel (the second utterance is shorter in both).
     batch = synthetic_batch(text_lengths=(10, 6, 8), mel_lengths=(24, 13, 17), n_frames_per_step=frames_per_step)
     assert_same_step(model, reference, batch)
+
+
+@pytest.mark.parametrize("frames_per_step", [1, 2])
+def test_fast_decoder_with_an_alignment_prior_equals_the_per_step_loop(frames_per_step):
+    model, reference = twins(n_frames_per_step=frames_per_step, p_attention_dropout=0.0, p_decoder_dropout=0.0,
+                             prenet_dropout=0.0)
+    batch = synthetic_batch(text_lengths=(10, 6, 8), mel_lengths=(24, 13, 17), n_frames_per_step=frames_per_step)
+    text, text_lengths, mel, _, mel_lengths = batch
+    prior = AttentionPrior(1.0)(text_lengths, -(-mel_lengths // frames_per_step), text.size(1),
+                                mel.size(2) // frames_per_step)
+    assert_same_step(model.train(), reference.train(), batch, attention_prior=2.0 * prior)
 
 
 @pytest.mark.parametrize("frames_per_step", [1, 2])
