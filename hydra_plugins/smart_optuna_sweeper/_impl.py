@@ -36,6 +36,7 @@ from hydra_plugins.smart_optuna_sweeper._trial_seeds import PerTrialSeed
 from tuner_callbacks import contract
 from tuner_callbacks.mlflow_utils import redact_url
 from tuner_callbacks.optuna_storage import JOURNAL_PREFIX, masked_for_jobs, open_storage, record_pruner
+from tuner_callbacks.report.data import shown_state
 
 log = logging.getLogger(__name__)
 
@@ -420,7 +421,8 @@ class SmartOptunaSweeperImpl(Sweeper):
     def _finish(self, study: optuna.Study, storage_url: str, seconds: float) -> None:
         self._run.end_if_done()
         path = write_results(study, self.sweep_dir, redact_url(storage_url), stopped_early=self._stop_reason)
-        counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+        # Given-back and interrupted trials apart from the failures (tuner_callbacks.report.data.shown_state)
+        counts = Counter(shown_state(t) for t in study.get_trials(deepcopy=False))
         log.info("Sweep of %s done in %.0f s: %s%s; results in %s", study.study_name, seconds, dict(counts),
                  f"; stopped early ({self._stop_reason})" if self._stop_reason else "", path)
         if counts.get("WAITING"):

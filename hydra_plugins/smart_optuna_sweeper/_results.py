@@ -28,7 +28,8 @@ def write_results(study: Any, sweep_dir: Path, storage_url: str, stopped_early: 
     ``defaults_trial: {number, state, value}`` (the trial of the run's configured values),
     ``gain_over_defaults: {absolute, relative}`` (best minus that value, and relative to it; single objective, when
     both have a value), ``trials: {state: count}`` (the study's trials that count towards n_trials, every worker's),
-    ``not_run: <count>`` (trials given back unrun) and ``stopped_early: <reason>`` (a stop_when rule fired)."""
+    ``not_run: <count>`` and ``not_run_trials: [numbers]`` (trials given back unrun), ``interrupted: <count>``
+    (trials whose worker died) and ``stopped_early: <reason>`` (a stop_when rule fired)."""
     results: dict[str, Any] = {"name": "smart_optuna", "study_name": study.study_name, "storage": storage_url}
     try:
         if len(study.directions) > 1:
@@ -49,9 +50,15 @@ def write_results(study: Any, sweep_dir: Path, storage_url: str, stopped_early: 
         results["gain_over_defaults"] = {"absolute": gain.absolute, "relative": gain.relative}
     counted = [t for t in study.get_trials(deepcopy=False) if in_budget(t)]
     results["trials"] = dict(sorted(Counter(t.state.name.lower() for t in counted).items()))
-    not_run = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get(contract.ATTR_NOT_RUN))
+    not_run = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(contract.ATTR_NOT_RUN)]
     if not_run:
-        results["not_run"] = not_run  # asked beyond n_trials by racing workers and given back: see user attr not_run
+        # Given back unrun (asked beyond n_trials by racing workers, or as the study stopped): FAIL in Optuna, with
+        # the reason in user attr not_run; neither run nor counted, nor failures.
+        results["not_run"] = len(not_run)
+        results["not_run_trials"] = not_run
+    interrupted = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(contract.ATTR_INTERRUPTED)]
+    if interrupted:
+        results["interrupted"] = len(interrupted)  # their worker died; not counted (re-run with stale_trials=requeue)
     if stopped_early:
         results["stopped_early"] = stopped_early
     sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,8 @@ from tuner_callbacks import contract
 from tuner_callbacks.mlflow_utils import redact_url, resolve_tracking_uri
 from tuner_callbacks.report import plots
 from tuner_callbacks.report.data import (
+    GIVEN_BACK,
+    INTERRUPTED,
     RUN_ID,
     PruningSavings,
     best_trials,
@@ -38,6 +40,7 @@ from tuner_callbacks.report.data import (
     objective_names,
     pruning_savings,
     recorded_metrics,
+    shown_state,
     trial_rows,
 )
 from tuner_callbacks.report.html import Section, audio, image, note, page, paragraph, table
@@ -95,11 +98,12 @@ def _params(params: dict) -> str:
 
 def _summary(study: optuna.Study, storage: str, best: list[FrozenTrial]) -> str:
     trials = study.get_trials(deepcopy=False)
-    counts = Counter(trial.state.name for trial in trials)
+    counts = Counter(shown_state(trial) for trial in trials)
     names = objective_names(study)
     directions = ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions, strict=True))
     lines = [paragraph(f"Storage {redact_url(storage)}; objective(s): {directions}; {len(trials)} trials: "
-                       + (", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none") + ".")]
+                       + (", ".join(f"{n} {s.lower().replace('_', ' ')}" for s, n in sorted(counts.items()))
+                          or "none") + ".")]
     if best:
         label = "Best trial" if len(names) == 1 else "Pareto-optimal trials"
         rows = [[t.number, *_values(tuple(t.values), len(names)), _params(t.params), t.user_attrs.get(RUN_ID, "-")]
@@ -219,9 +223,10 @@ def log_report(client: MlflowClient, path: Path, study: optuna.Study, savings: P
     run_id = existing[0].info.run_id if existing else client.create_run(
         experiment_id, run_name=f"sweep-{name}", tags={REPORT_TAG: "true", contract.TAG_STUDY: name}).info.run_id
     client.log_artifact(run_id, str(path), artifact_path="report")
-    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    states = [shown_state(t) for t in study.get_trials(deepcopy=False)]
     metrics = {"sweep/trials": len(states), "sweep/complete": states.count("COMPLETE"),
                "sweep/pruned": states.count("PRUNED"), "sweep/failed": states.count("FAIL"),
+               "sweep/given_back": states.count(GIVEN_BACK), "sweep/interrupted": states.count(INTERRUPTED),
                "sweep/steps_saved_by_pruning": savings.steps_saved}
     if len(study.directions) == 1 and "COMPLETE" in states:
         metrics["sweep/best_value"] = study.best_value

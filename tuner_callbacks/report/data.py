@@ -22,6 +22,22 @@ RUN_ID, OUTPUT_DIR, GLOBAL_STEP, MAX_STEPS, ERROR = (contract.ATTR_MLFLOW_RUN_ID
 DEFAULTS = contract.ATTR_DEFAULTS
 
 
+# States a report shows for FAIL trials that did not fail: given back unrun (asked past n_trials by racing workers, or
+# as the study stopped) and interrupted (their worker died; a sweep with stale_trials=requeue runs their values again).
+GIVEN_BACK, INTERRUPTED = "GIVEN_BACK", "INTERRUPTED"
+
+
+def shown_state(trial: FrozenTrial) -> str:
+    """The trial's state as reports and summaries show it: Optuna's, except :data:`GIVEN_BACK` and
+    :data:`INTERRUPTED` for the FAIL trials that were given back unrun or whose worker died."""
+    if trial.state.name == "FAIL":
+        if trial.user_attrs.get(contract.ATTR_NOT_RUN):
+            return GIVEN_BACK
+        if trial.user_attrs.get(contract.ATTR_INTERRUPTED):
+            return INTERRUPTED
+    return trial.state.name
+
+
 def _as_int(value: Any) -> int | None:
     try:
         return int(value)
@@ -40,7 +56,7 @@ def trained_steps(trial: FrozenTrial) -> int | None:
 @dataclass(frozen=True)
 class TrialRow:
     number: int
-    state: str  # COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    state: str  # COMPLETE, PRUNED, FAIL, RUNNING, WAITING, GIVEN_BACK, INTERRUPTED (shown_state)
     values: tuple[float, ...] | None
     params: dict[str, Any]
     duration_s: float | None
@@ -55,8 +71,10 @@ def trial_rows(trials: Sequence[FrozenTrial]) -> list[TrialRow]:
     rows = []
     for trial in sorted(trials, key=lambda t: t.number):
         steps = trained_steps(trial)
-        note = ""
-        if trial.state.name == "FAIL":
+        note, state = "", shown_state(trial)
+        if state == GIVEN_BACK:
+            note = f"given back unrun, not counted: {trial.user_attrs[contract.ATTR_NOT_RUN]}"
+        elif trial.state.name == "FAIL":
             note = str(trial.user_attrs.get(ERROR) or trial.system_attrs.get("fail_reason") or "failed")
         elif trial.state.name == "PRUNED":
             note = f"pruned at step {steps}" if steps is not None else "pruned"
@@ -66,7 +84,7 @@ def trial_rows(trials: Sequence[FrozenTrial]) -> list[TrialRow]:
         if trial.user_attrs.get(DEFAULTS) is True:
             note = "; ".join(filter(None, ["the configured values (defaults)", note]))
         duration = trial.duration.total_seconds() if trial.duration is not None else None
-        rows.append(TrialRow(trial.number, trial.state.name, tuple(trial.values) if trial.values else None,
+        rows.append(TrialRow(trial.number, state, tuple(trial.values) if trial.values else None,
                              dict(trial.params), duration, steps, _as_int(trial.user_attrs.get(MAX_STEPS)), note,
                              trial.user_attrs.get(RUN_ID)))
     return rows
