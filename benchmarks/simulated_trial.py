@@ -60,24 +60,17 @@ def main(cfg: DictConfig) -> float:
         trial = load_trial(cfg.trial.study_name, cfg.trial.storage, number)
     duration = cfg.duration_s * (1.0 + cfg.jitter * (2.0 * random.Random(number).random() - 1.0))
     slept, pruned = 0.0, False
-    try:
-        for step in range(1, cfg.reports + 1):
-            wait = duration / cfg.reports
-            time.sleep(wait)
-            slept += wait
-            if trial is not None:
-                trial.report(objective * (1.0 + (cfg.reports - step) / cfg.reports), step)
-                if trial.should_prune():
-                    pruned = True
-                    break
+    for step in range(1, cfg.reports + 1):
+        wait = duration / cfg.reports
+        time.sleep(wait)
+        slept += wait
         if trial is not None:
-            trial.set_user_attr(ATTR_SIMULATION, {"started_at": started_at, "slept_s": slept,
-                                                  "ended_at": time.time()})
-    finally:
-        if trial is not None:  # jobs run in the sweeper's process (basic launcher): leave no connection behind
-            engine = getattr(trial.study._storage, "engine", None)
-            if engine is not None:
-                engine.dispose()
+            trial.report(objective * (1.0 + (cfg.reports - step) / cfg.reports), step)
+            if trial.should_prune():
+                pruned = True
+                break
+    if trial is not None:
+        trial.set_user_attr(ATTR_SIMULATION, {"started_at": started_at, "slept_s": slept, "ended_at": time.time()})
     if pruned:
         import optuna
 

@@ -16,6 +16,36 @@ validation included).
 Run from the repository root (it uses the tests' server helper):
     python -m benchmarks.sweep_scaling                       # 8 trials; 1, 2 and 4 workers
     python -m benchmarks.sweep_scaling --workers 1 2 --trials 4 --steps 8
+
+``--simulate``: trials that wait instead of training (benchmarks/simulated_trial.py: ``--duration`` seconds each,
+reporting ``--reports`` intermediate values to the study's pruner), so what is measured is the sweeper, the storage
+and the launcher. 1, 2, 4, 8, 16 and 32 worker processes (``--workers``), each on a new PostgreSQL study of 4 trials
+per worker (``--trials-per-worker``), all sweepers started together. Per worker count it prints:
+
+- ``wall s``: starting the workers to the last one ending; ``start s``: each worker's start-up, from its process
+  starting to its first trial being asked (imports, Hydra, connecting, the study), median and max: apart from the
+  steady state below.
+- ``efficiency``: steady state, Σ trial waits / Σ per worker (first trial asked -> last trial told): the share of a
+  worker's time, once started, that its trials had; ``end-to-end`` the same over the whole wall time, start-up
+  included. ``speed-up``: workers × efficiency / the 1-worker arm's efficiency (steady-state throughput).
+- ``overhead/trial s``: per trial, the time its worker spent beyond the trial's wait (ask, launch, Hydra's job setup,
+  the job's reports and bookkeeping, tell; from the worker's previous trial told, or the trial's ask for its first),
+  median and p95.
+- ``DB trips/trial``: statements the arm's database executed (PostgreSQL's statement log), per trial, start-up
+  included: each is one round trip.
+
+The last line reads ``sweep_scaling: workers=<n> efficiency=<e> overhead_median_s=<s> overhead_p95_s=<s>`` for the
+largest worker count run. ``--launcher ray``: one sweeper with ``hydra.sweeper.n_jobs=<workers>`` launching every trial
+as a Ray task (``hydra/launcher=smart_ray``) on a local cluster the benchmark starts (``ray start --head --num-cpus
+32``; Ray schedules by declared CPUs); start-up then is the sweeper's and the overhead includes Ray's scheduling.
+``--chaos K``: with the first worker count, SIGKILL a random worker every ``--kill-every`` seconds (K times) and start
+it again, then check the study: n_trials COMPLETE/PRUNED with unique numbers, none RUNNING, each killed trial queued
+again once and run once, the results file and the report whole.
+
+    python -m benchmarks.sweep_scaling --simulate                        # 1..32 workers, 20 s trials
+    python -m benchmarks.sweep_scaling --simulate --workers 1 16 --duration 10
+    python -m benchmarks.sweep_scaling --simulate --workers 16 --chaos 20 --kill-every 3
+    python -m benchmarks.sweep_scaling --simulate --launcher ray --workers 1 16 32
 """
 
 from __future__ import annotations
@@ -80,13 +110,29 @@ def overheads(study: optuna.Study) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="worker counts; default 1 2 4 (training) or 1 2 4 8 16 32 (--simulate)")
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--steps", type=int, default=8, help="training steps per trial (one validation, at the end)")
     parser.add_argument("--storage-server", default=None,
                         help="a PostgreSQL URL whose role may CREATE DATABASE; default: a throw-away server")
+    parser.add_argument("--simulate", action="store_true", help="trials that wait instead of training")
+    parser.add_argument("--duration", type=float, default=20.0, help="--simulate: seconds each trial waits")
+    parser.add_argument("--reports", type=int, default=5, help="--simulate: intermediate values each trial reports")
+    parser.add_argument("--trials-per-worker", type=int, default=4)
+    parser.add_argument("--launcher", choices=("processes", "ray"), default="processes",
+                        help="--simulate: one sweeper process per worker, or one sweeper with Ray tasks")
+    parser.add_argument("--chaos", type=int, default=0, metavar="K", help="--simulate: SIGKILL K workers, one by one")
+    parser.add_argument("--kill-every", type=float, default=3.0, help="--chaos: seconds between kills")
+    parser.add_argument("--seed", type=int, default=0, help="--chaos: which workers are killed when")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.simulate:
+        from benchmarks.sweep_simulation import simulate
+
+        simulate(args)
+        return
+    args.workers = args.workers or [1, 2, 4]
     from tests.helpers.postgres_server import PostgresServer, find_bin_dir
 
     server = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from typing import Any
 
@@ -26,8 +27,26 @@ _CONNECT_TIMEOUT_S = 10
 _PASSWORD = re.compile(r"://[^/@\s:]*:[^/@\s]*@")  # scheme://user:PASSWORD@host
 
 
-def open_storage(url: str) -> Any:
-    """An Optuna storage object for ``url``; raises ``ValueError`` naming the URL when it is not one."""
+# Storages opened with shared=True, by (process, URL): the jobs a sweeper runs in its own process (Hydra's basic
+# launcher) reuse the sweeper's connection pool instead of opening a new engine per trial, which costs a schema check
+# of a few dozen round trips and leaves a connection open per trial until the process ends.
+_SHARED: dict[tuple[int, str], Any] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def open_storage(url: str, shared: bool = False) -> Any:
+    """An Optuna storage object for ``url``; raises ``ValueError`` naming the URL when it is not one. ``shared``: the
+    one storage of this process for ``url`` (a database URL), opened on first use."""
+    if shared and isinstance(url, str) and "://" in url:
+        key = (os.getpid(), _unmasked(url))
+        with _SHARED_LOCK:
+            if key not in _SHARED:
+                _SHARED[key] = _open(url)
+            return _SHARED[key]
+    return _open(url)
+
+
+def _open(url: str) -> Any:
     import optuna
 
     if not isinstance(url, str) or not url:
@@ -95,7 +114,7 @@ def load_study_with_pruner(study_name: str, storage_url: str) -> Any:
 
     import optuna
 
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, shared=True)
     try:
         study_id = storage.get_study_id_from_name(study_name)
     except KeyError as error:

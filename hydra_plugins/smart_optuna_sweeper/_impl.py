@@ -165,7 +165,7 @@ class SmartOptunaSweeperImpl(Sweeper):
         study_name = self.study_name or self.sweep_dir.name
         shown = redact_url(storage_url)
         try:
-            storage = open_storage(storage_url)
+            storage = open_storage(storage_url, shared=True)  # jobs run in this process reuse its pool
         except Exception as error:  # an unreachable server, a bad URL: at once, with the password masked
             raise SweepError(f"hydra.sweeper.storage={shown!r} cannot be opened: "
                              f"{redact_url(str(error))}") from None

@@ -52,7 +52,8 @@ def test_three_workers_stop_together_when_one_trial_reaches_the_target(tmp_path,
     assert codes == [0] * WORKERS, tails(logs)
     study = load(postgres_url)
     stop = recorded_stop(study)
-    assert stop["rule"] == "target" and stop["reason"] == "target: trial 1 reached 0 (<= 0.001)"
+    bottom = next(t for t in study.trials if t.params == {"x": 0.3, "y": 0.7} and t.state == TrialState.COMPLETE)
+    assert stop["rule"] == "target" and stop["reason"] == f"target: trial {bottom.number} reached 0 (<= 0.001)"
     # Every worker reports the one recorded decision.
     for log in logs:
         assert f"Study-wide stop (target, decided by worker {stop['by']}): {stop['reason']}" in log.read_text()
