@@ -54,7 +54,7 @@ def sweep_command(sweep_dir: Path, n_trials: int, duration_s: float, reports: in
 
 
 def run_sweep(command: list[str], workers: int, url: str, folder: Path, kills: int = 0, kill_every_s: float = 3.0,
-              seed: int = 0, timeout_s: float = 1800) -> SweepRun:
+              seed: int = 0, timeout_s: float = 1800, study_name: str = STUDY) -> SweepRun:
     """Starts ``workers`` processes of ``command`` together in ``folder`` and waits for them all. With ``kills``:
     every ``kill_every_s`` seconds a random live worker is killed with SIGKILL and started again, ``kills`` times,
     each while it is running a trial."""
@@ -82,7 +82,7 @@ def run_sweep(command: list[str], workers: int, url: str, folder: Path, kills: i
             storage = open_storage(url)
         running = {}
         try:
-            study = optuna.load_study(study_name=STUDY, storage=storage)
+            study = optuna.load_study(study_name=study_name, storage=storage)
             for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 running.setdefault(trial.system_attrs.get(PID), []).append(trial.number)
         except KeyError:  # the study is not created yet
@@ -94,7 +94,11 @@ def run_sweep(command: list[str], workers: int, url: str, folder: Path, kills: i
         victim = slots[slot]
         victim.send_signal(signal.SIGKILL)
         victim.wait()
-        run.kills.append((victim.pid, running[victim.pid]))
+        # What it was running when it died: a trial it told meanwhile is simply finished.
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        still = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                 if t.system_attrs.get(PID) == victim.pid]
+        run.kills.append((victim.pid, still))
         run.codes[victim.pid] = victim.returncode
         slots[slot] = spawn(slot)
     deadline = time.monotonic() + timeout_s
@@ -133,7 +137,7 @@ def chaos_findings(study: optuna.Study, n_trials: int, run: SweepRun, sweep_dir:
     for trial in trials:
         if ATTR_REQUEUED_FROM in trial.user_attrs:
             requeued.setdefault(int(trial.user_attrs[ATTR_REQUEUED_FROM]), []).append(trial.number)
-    for pid, numbers in run.kills:
+    for _pid, numbers in run.kills:
         for number in numbers:
             killed = by_number[number]
             if killed.state != TrialState.FAIL or not killed.user_attrs.get(ATTR_INTERRUPTED):
@@ -274,7 +278,8 @@ def simulate(args: Any) -> None:
                     log_statements(url, database)
                 extra = ["hydra.sweeper.report=false"]
                 if args.chaos:
-                    extra = ["hydra.sweeper.stale_trials=requeue", "hydra.sweeper.stale_after_s=30"]
+                    extra = ["hydra.sweeper.stale_trials=requeue", "hydra.sweeper.stale_after_s=30",
+                             "hydra.sweeper.report=true"]
                 if args.launcher == "ray":
                     extra += ["hydra/launcher=smart_ray", "+hydra.launcher.ray.init.address=auto",
                               f"hydra.sweeper.n_jobs={workers}"]

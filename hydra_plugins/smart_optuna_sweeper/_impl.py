@@ -438,7 +438,11 @@ class SmartOptunaSweeperImpl(Sweeper):
                              version, study.best_trial.number)
             except Exception as error:  # the study is safe; the alias can be moved by hand
                 log.warning("Could not move the registry alias to the best trial's model: %s", error)
-        if self.report:
+        running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+        if self.report and running:
+            # Each worker tells its trials before it looks: the last one to end finds none running, and writes it.
+            log.info("Trials %s of other workers are running: the last worker to end writes the report", running)
+        elif self.report:
             try:
                 from tuner_callbacks.report import build_report
 
