@@ -108,8 +108,11 @@ def recover_stale_trials(study: Any, stale_after_s: float, requeue: bool) -> lis
                 continue
         except UpdateFinishedTrialError:  # another worker recovered it first
             continue
-        if requeue and trial.params:
-            study.enqueue_trial(trial.params, user_attrs={contract.ATTR_REQUEUED_FROM: trial.number})
+        # A worker killed between asking a waiting (enqueued) trial and drawing its values leaves them only in
+        # fixed_params: they are run again too.
+        params = trial.params or trial.system_attrs.get("fixed_params")
+        if requeue and params:
+            study.enqueue_trial(dict(params), user_attrs={contract.ATTR_REQUEUED_FROM: trial.number})
         recovered.append(trial.number)
     if recovered:
         log.warning("Trials %s were left RUNNING by a sweep that stopped: marked FAIL%s", recovered,

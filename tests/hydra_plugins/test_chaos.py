@@ -26,3 +26,27 @@ def test_workers_killed_and_restarted_lose_no_trial_and_run_none_twice(tmp_path,
     assert sum(len(numbers) for _, numbers in run.kills) >= 1, "no kill caught a trial running"
     problems = chaos_findings(load(postgres_url), n_trials, run, sweep_dir)
     assert not problems, "\n".join(problems) + "\n" + tails(run.logs[-3:])
+
+
+def test_a_waiting_trial_whose_worker_died_before_drawing_its_values_is_queued_again():
+    import socket
+    import subprocess
+    import sys
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from hydra_plugins.smart_optuna_sweeper._liveness import HOST, PID, recover_stale_trials
+    from tuner_callbacks.contract import ATTR_REQUEUED_FROM
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    study = optuna.create_study()
+    study.enqueue_trial({"x": 0.4})
+    trial = study.ask()  # popped from the queue; killed before its values were drawn: no params yet
+    study._storage.set_trial_system_attr(trial._trial_id, HOST, socket.gethostname())
+    study._storage.set_trial_system_attr(trial._trial_id, PID, dead.pid)
+    assert recover_stale_trials(study, stale_after_s=300, requeue=True) == [trial.number]
+    (again,) = study.get_trials(states=(TrialState.WAITING,))
+    assert again.system_attrs["fixed_params"] == {"x": 0.4}
+    assert again.user_attrs[ATTR_REQUEUED_FROM] == trial.number
