@@ -64,6 +64,7 @@ ARMS = {
     "prior": ["model.align_loss_weight=0"],  # the prior, no forward-sum loss
     "loss": ["model.attention_prior_weight=0"],  # the forward-sum loss, no prior
     "no_guide": ["model.guided_attention_weight=0"],  # prior and loss, no guided attention
+    "loss_only": ["model.attention_prior_weight=0", "model.guided_attention_weight=0"],  # forward-sum alone
 }
 
 
@@ -181,6 +182,7 @@ def main() -> None:
     parser.add_argument("--long-words", type=int, nargs=2, default=(12, 18), metavar=("FEWEST", "MOST"),
                         help="words of the long held-out sentences (training sentences have 2-6); 0 0 skips them")
     parser.add_argument("--override", nargs="*", default=[], help="Hydra overrides for every training run")
+    parser.add_argument("--label", default=None, help="a name for the arm(s) in the output, when --override is set")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep the runs (checkpoints, train.log) in this folder instead of a temporary one")
@@ -202,8 +204,9 @@ def main() -> None:
             if args.long_words[1] > 0:
                 sets[f"{voice} long ({args.long_words[0]}-{args.long_words[1]} w)"] = held_out(
                     voice, args, tuple(args.long_words))
-            for arm in args.arms:
-                checkpoints, total = train(voice, Path(tmp) / arm / str(voice), args, ARMS[arm])
+            for arm_name in args.arms:
+                arm = f"{arm_name}+{args.label}" if args.label else arm_name
+                checkpoints, total = train(voice, Path(tmp) / arm / str(voice), args, ARMS[arm_name])
                 print(f"\n{arm}, trained on {voice}: {total:.0f} s for {args.max_steps} steps\n{header}", flush=True)
                 for step, seconds, checkpoint in checkpoints:
                     for name, utterances in sets.items():

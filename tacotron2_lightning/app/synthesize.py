@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the alignment PNG to write (default: --out with .png)")
     parser.add_argument("--max-decoder-steps", type=positive_int, default=None,
                         help="cap on decoder steps (default: the model's max_decoder_steps)")
+    parser.add_argument("--attention-window", type=int, nargs=2, default=None, metavar=("BACK", "FRONT"),
+                        help="attend only from BACK symbols behind the previous step's peak to FRONT-1 ahead "
+                             "(Coqui's windowing; keeps long inputs from skipping or repeating text); default: the "
+                             "model's inference_window setting, off unless it was trained with it on")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed torch, for repeatable output (the prenet's dropout is on at inference)")
     parser.add_argument("--griffin-lim-iters", type=int, default=60, help="Griffin-Lim iterations (default 60)")
@@ -105,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"--out must be a .wav file, got {str(args.out)!r}")
     if args.griffin_lim_iters < 0:
         parser.error(f"--griffin-lim-iters must be >= 0, got {args.griffin_lim_iters}")
+    if args.attention_window is not None and (args.attention_window[0] < 0 or args.attention_window[1] < 1):
+        back, front = args.attention_window
+        parser.error(f"--attention-window needs BACK >= 0 and FRONT >= 1, got {back} {front}")
     plot_path = args.alignment_plot or args.out.with_suffix(".png")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
 
@@ -112,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         module = load_checkpoint(args.checkpoint, tracking_uri=args.tracking_uri)
     except CheckpointError as error:
         _fail(parser, error)
+    if args.attention_window is not None:
+        module.model.decoder.inference_window = tuple(args.attention_window)
     if args.seed is not None:
         torch.manual_seed(args.seed)
     started = time.perf_counter()
