@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="--simulate: seconds each trial waits")
     parser.add_argument("--reports", type=int, default=5, help="--simulate: intermediate values each trial reports")
     parser.add_argument("--trials-per-worker", type=int, default=4)
+    parser.add_argument("--heartbeat", type=float, default=5.0,
+                        help="--simulate: hydra.sweeper.heartbeat_interval_s (each beat also looks for dead workers)")
     parser.add_argument("--launcher", choices=("processes", "ray"), default="processes",
                         help="--simulate: one sweeper process per worker, or one sweeper with Ray tasks")
     parser.add_argument("--chaos", type=int, default=0, metavar="K", help="--simulate: SIGKILL K workers, one by one")

@@ -44,13 +44,15 @@ class SweepRun:
     logs: list[Path] = field(default_factory=list)
 
 
-def sweep_command(sweep_dir: Path, n_trials: int, duration_s: float, reports: int, *extra: str) -> list[str]:
+def sweep_command(sweep_dir: Path, n_trials: int, duration_s: float, reports: int, *extra: str,
+                  heartbeat_s: float = 5.0) -> list[str]:
     """A sweeper of the simulated app on the study named in ``$SMART_TUNER_OPTUNA_STORAGE``: trials report at every
-    step to the median pruner, which may prune only at the last (n_warmup_steps), so every trial waits as long."""
+    step to the median pruner, which may prune only at the last (n_warmup_steps), so every trial waits as long.
+    ``heartbeat_s``: how often each worker marks its trial alive and looks for dead workers' trials."""
     return [sys.executable, str(APP), "-m", f"hydra.sweep.dir={sweep_dir}", f"hydra.sweeper.study_name={STUDY}",
             f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.storage=${oc.env:" + STORAGE_ENV + "}",
             f"duration_s={duration_s}", f"reports={reports}", f"hydra.sweeper.pruner.n_warmup_steps={reports - 1}",
-            "hydra.sweeper.heartbeat_interval_s=1", *extra]
+            f"hydra.sweeper.heartbeat_interval_s={heartbeat_s}", *extra]
 
 
 def run_sweep(command: list[str], workers: int, url: str, folder: Path, kills: int = 0, kill_every_s: float = 3.0,
@@ -231,18 +233,57 @@ def log_statements(url: str, database: str) -> None:
         connection.execute(f'ALTER DATABASE "{database}" SET log_statement = \'all\'')
 
 
-def start_ray(folder: Path) -> dict[str, str]:
-    """``ray start --head --num-cpus 32`` on this machine; returns the environment a driver needs to join it."""
-    ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    subprocess.run([ray, "start", "--head", "--num-cpus", "32", "--disable-usage-stats",
-                    f"--temp-dir={folder}"], check=True, env=env, capture_output=True, text=True, timeout=180)
-    return env
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
-def stop_ray() -> None:
-    ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
-    subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+def start_ray(folder: Path, cpus: int = 32) -> tuple[subprocess.Popen, str, dict[str, str]]:
+    """``ray start --head --num-cpus 32`` on 127.0.0.1 with token authentication (a token of its own), as
+    tests/hydra_plugins/test_smart_ray_launcher.py starts one; returns the head process, its address and the
+    environment a driver needs."""
+    import secrets
+
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT),
+           "OMP_NUM_THREADS": "1"}
+    port = _free_port()
+    command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--disable-usage-stats",
+               "--node-ip-address=127.0.0.1", f"--port={port}", f"--num-cpus={cpus}", "--num-gpus=0",
+               "--object-store-memory=200000000", "--include-dashboard=false", f"--temp-dir={folder}",
+               f"--ray-client-server-port={_free_port()}", f"--dashboard-port={_free_port()}",
+               f"--dashboard-agent-listen-port={_free_port()}"]
+    head = subprocess.Popen(command, cwd=folder, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    address = f"127.0.0.1:{port}"
+    probe = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+             "sys.exit(0 if ray.cluster_resources().get('CPU') else 1)")
+    deadline = time.monotonic() + 300
+    while subprocess.run([sys.executable, "-c", probe, address], env=env, capture_output=True,
+                         timeout=180).returncode != 0:
+        if head.poll() is not None or time.monotonic() > deadline:
+            stop_ray(head, folder)
+            raise SystemExit(f"ray start --head did not come up at {address}")
+        time.sleep(2)
+    return head, address, env
+
+
+def stop_ray(head: subprocess.Popen, folder: Path) -> None:
+    """The head node and everything it started share its process group."""
+    try:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        os.killpg(head.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    head.wait()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def simulate(args: Any) -> None:
@@ -263,7 +304,8 @@ def simulate(args: Any) -> None:
         with tempfile.TemporaryDirectory(prefix="sweep-sim-") as tmp:
             root = Path(tmp)
             if args.launcher == "ray":
-                ray_env = start_ray(Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp")))
+                ray_folder = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must be short
+                ray_head, ray_address, ray_env = start_ray(ray_folder)
             print(f"simulated trials of {args.duration:g} s ({args.reports} reports each), {args.trials_per_worker} "
                   f"per worker; launcher {args.launcher}; PostgreSQL {'(throw-away)' if server else '(given)'}; "
                   f"{os.cpu_count()} CPUs, load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
@@ -281,10 +323,11 @@ def simulate(args: Any) -> None:
                     extra = ["hydra.sweeper.stale_trials=requeue", "hydra.sweeper.stale_after_s=30",
                              "hydra.sweeper.report=true"]
                 if args.launcher == "ray":
-                    extra += ["hydra/launcher=smart_ray", "+hydra.launcher.ray.init.address=auto",
+                    extra += ["hydra/launcher=smart_ray", f"hydra.launcher.ray.init.address={ray_address}",
                               f"hydra.sweeper.n_jobs={workers}"]
-                command = sweep_command(root / f"w{workers}" / "sweep", n_trials, args.duration, args.reports, *extra)
-                if ray_env is not None:
+                command = sweep_command(root / f"w{workers}" / "sweep", n_trials, args.duration, args.reports, *extra,
+                                        heartbeat_s=args.heartbeat)
+                if ray_env is not None:  # the sweeper (Ray's driver) joins the cluster with its token
                     os.environ.update({k: v for k, v in ray_env.items() if k.startswith("RAY")})
                 run = run_sweep(command, 1 if args.launcher == "ray" else workers, url, root / f"w{workers}",
                                 kills=args.chaos, kill_every_s=args.kill_every, seed=args.seed)
@@ -324,6 +367,6 @@ def simulate(args: Any) -> None:
                       f"overhead_median_s={found['overhead_median']:.3f} overhead_p95_s={found['overhead_p95']:.3f}")
     finally:
         if ray_env is not None:
-            stop_ray()
+            stop_ray(ray_head, ray_folder)
         if server is not None:
             server.stop()

@@ -4,8 +4,9 @@ from there, for every worker), and whether it has stopped (``stop_when``, ``max_
 Both live in the study's system attributes, so every sweeper process on the study (one machine or many, PostgreSQL,
 a journal file or SQLite) reads the same record:
 
-- ``smart_tuner:run`` = ``{started_at, seen_at, ended}`` (epoch seconds): the first worker of a run writes it; a
-  worker that starts while the run is live (not ended, and some worker was seen within ``stale_after_s``) joins it.
+- ``smart_tuner:run`` = ``{started_at, ended}`` (epoch seconds) and ``smart_tuner:run_seen_at``: the first worker of
+  a run writes them, and every worker refreshes the second at its heartbeats (one write); a worker that starts while
+  the run is live (not ended, and some worker was seen within ``stale_after_s``) joins it.
   A worker that finds the study done with nothing running marks the run ended, so the next command starts anew.
 - ``smart_tuner:stop`` = ``{rule, reason, by, at}``: written once, by the first worker whose rule fires; the others
   read it before asking their next trial, stop there, and report the recorded reason. Two workers deciding in the
@@ -25,6 +26,7 @@ from optuna.trial import TrialState
 log = logging.getLogger(__name__)
 
 RUN_ATTR = "smart_tuner:run"
+SEEN_ATTR = "smart_tuner:run_seen_at"
 STOP_ATTR = "smart_tuner:stop"
 RULE_FAILURES = "max_failure_rate"
 
@@ -41,11 +43,12 @@ class StudyRun:
         now = time.time()
         attrs = _attrs(study)
         run = attrs.get(RUN_ATTR)
-        live = isinstance(run, dict) and not run.get("ended") and now - float(run.get("seen_at", 0)) < stale_after_s
+        live = isinstance(run, dict) and not run.get("ended") and now - float(attrs.get(SEEN_ATTR) or 0) < stale_after_s
         if live:
             log.info("Joining the study's run started %.0f s ago by another worker", now - float(run["started_at"]))
             return cls(study, float(run["started_at"]))
-        _set(study, RUN_ATTR, {"started_at": now, "seen_at": now, "ended": False})
+        _set(study, SEEN_ATTR, now)
+        _set(study, RUN_ATTR, {"started_at": now, "ended": False})
         _set(study, STOP_ATTR, None)
         # Workers starting a new run together each wrote: the last write holds, and all of them read it.
         run = _attrs(study).get(RUN_ATTR) or {"started_at": now}
@@ -56,8 +59,7 @@ class StudyRun:
 
     def seen(self) -> None:
         """Marks the run as live (a worker of it is working); called as trials end and at each heartbeat."""
-        run = _attrs(self.study).get(RUN_ATTR) or {"started_at": self.started_at}
-        _set(self.study, RUN_ATTR, {**run, "seen_at": time.time(), "ended": False})
+        _set(self.study, SEEN_ATTR, time.time())
 
     def stop(self) -> dict[str, Any] | None:
         """The study's recorded stop of this run, or None."""
@@ -77,7 +79,7 @@ class StudyRun:
         """Marks the run ended when no trial of the study is running: a later command starts a new run."""
         if not self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             run = _attrs(self.study).get(RUN_ATTR) or {"started_at": self.started_at}
-            _set(self.study, RUN_ATTR, {**run, "seen_at": time.time(), "ended": True})
+            _set(self.study, RUN_ATTR, {**run, "ended": True})
 
 
 def _attrs(study: Any) -> dict[str, Any]:

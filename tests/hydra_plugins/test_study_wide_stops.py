@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from hydra_plugins.smart_optuna_sweeper._study_run import RUN_ATTR, STOP_ATTR, StudyRun
+from hydra_plugins.smart_optuna_sweeper._study_run import RUN_ATTR, SEEN_ATTR, STOP_ATTR, StudyRun
 from tests.helpers.processes import DEADLINE_S, tails
 from tests.hydra_plugins.scripted_sweep import load as load_scripted
 from tests.hydra_plugins.scripted_sweep import scripted_sweeper
@@ -90,8 +90,8 @@ def test_a_worker_joining_a_live_run_counts_max_seconds_from_the_runs_start(tmp_
     study = load_scripted(tmp_path)
     # Another worker's run of the study began 100 s ago and is live: a worker joining it stops before any trial.
     now = time.time()
-    study._storage.set_study_system_attr(study._study_id, RUN_ATTR, {"started_at": now - 100, "seen_at": now,
-                                                                      "ended": False})
+    study._storage.set_study_system_attr(study._study_id, RUN_ATTR, {"started_at": now - 100, "ended": False})
+    study._storage.set_study_system_attr(study._study_id, SEEN_ATTR, now)
     impl = scripted_sweeper(tmp_path, lambda n, _: 1.0, n_trials=8, stop_when={"max_seconds": 50})
     impl.sweep([])
     assert len(load_scripted(tmp_path).trials) == 5
