@@ -24,10 +24,10 @@ import torch
 from torch import Tensor
 
 from tacotron2_lightning import health
+from tacotron2_lightning.alignment_prior import AttentionPrior
 from tacotron2_lightning.audio import AudioConfig
 from tacotron2_lightning.config import Tacotron2Config
 from tacotron2_lightning.dataclass_config import as_dataclass
-from tacotron2_lightning.alignment_prior import AttentionPrior
 from tacotron2_lightning.loss import forward_sum_loss, guided_attention_loss, tacotron2_loss, weighted_gate_loss
 from tacotron2_lightning.model import Tacotron2, decoder_steps
 

@@ -56,7 +56,8 @@ def test_a_short_run_logs_metrics_params_and_media_to_mlflow(make_cfg, tmp_path)
     assert list(runs["run_id"]) == [run_id]
     run = MlflowClient().get_run(run_id)
     for name in ("train/loss", "val/loss", "val/alignment_score", "val/diagonality", "val/gate_stop_rate",
-                 "val/alignment_error", "val/alignment_error_ratio"):  # the built-in data has word timings
+                 "val/alignment_error", "val/alignment_error_ratio",  # the built-in data has word timings
+                 "train/align_loss", "val/align_loss", "sched/module.attention_prior_weight"):  # the recipe's alignment aids
         assert name in run.data.metrics, name
     assert run.data.params["model/model_config/decoder_rnn_dim"] == "64"
     assert run.data.params["data/batch_size"] == "4"
@@ -99,6 +100,13 @@ def test_warm_start_from_a_checkpoint_with_ignore_layers(make_cfg):
         ("data.path=/no/such/LJSpeech", "data.path: '/no/such/LJSpeech' does not exist"),
         ("init_from=/no/such.pt", "init_from: checkpoint file '/no/such.pt' does not exist"),
         ("+model.model_config.decoder_rnn=3", "Unknown Tacotron2Config key\\(s\\) \\['decoder_rnn'\\]"),
+        ("model.align_loss_start_step=1.5", "model.align_loss_start_step: expected int, got 1.5"),
+        ("model.align_loss_start_step=soon", "model.align_loss_start_step: expected int, got 'soon'"),
+        ("model.attention_prior_weight=-1", "attention_prior_weight must be a finite number >= 0, got -1"),
+        ("model.align_loss_weight=nan", "align_loss_weight must be a finite number >= 0, got nan"),
+        ("model.attention_prior_scaling=0", "attention_prior_scaling must be a finite number > 0, got 0"),
+        ("model.model_config.n_frames_per_step=40",  # fewer decoder steps than symbols: no monotonic path
+         "model.align_loss_weight=1.0: the forward-sum loss needs at least one decoder step per text symbol"),
     ],
 )
 def test_bad_overrides_fail_before_training_naming_the_key(override, message, make_cfg):
