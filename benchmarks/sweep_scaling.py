@@ -17,10 +17,11 @@ Run from the repository root (it uses the tests' server helper):
     python -m benchmarks.sweep_scaling                       # 8 trials; 1, 2 and 4 workers
     python -m benchmarks.sweep_scaling --workers 1 2 --trials 4 --steps 8
 
-``--simulate``: trials that wait instead of training (benchmarks/simulated_trial.py: ``--duration`` seconds each,
-reporting ``--reports`` intermediate values to the study's pruner), so what is measured is the sweeper, the storage
-and the launcher. 1, 2, 4, 8, 16 and 32 worker processes (``--workers``), each on a new PostgreSQL study of 4 trials
-per worker (``--trials-per-worker``), all sweepers started together. Per worker count it prints:
+``--simulate``: trials that wait instead of training (benchmarks/simulated_trial.py: ``--duration`` seconds ±
+``--jitter`` (50%), drawn per trial, reporting ``--reports`` intermediate values to the study's pruner), so what is
+measured is the sweeper, the storage and the launcher. 1, 2, 4, 8, 16 and 32 worker processes (``--workers``), each
+count on a new PostgreSQL study of 4 trials per worker (``--trials-per-worker``), all sweepers started together. Per
+worker count it prints:
 
 - ``wall s``: starting the workers to the last one ending; ``start s``: each worker's start-up, from its process
   starting to its first trial being asked (imports, Hydra, connecting, the study), median and max: apart from the
@@ -120,6 +121,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="--simulate: seconds each trial waits")
     parser.add_argument("--reports", type=int, default=5, help="--simulate: intermediate values each trial reports")
     parser.add_argument("--trials-per-worker", type=int, default=4)
+    parser.add_argument("--jitter", type=float, default=0.5,
+                        help="--simulate: durations drawn uniformly from duration × (1 ± jitter)")
     parser.add_argument("--heartbeat", type=float, default=5.0,
                         help="--simulate: hydra.sweeper.heartbeat_interval_s (each beat also looks for dead workers)")
     parser.add_argument("--launcher", choices=("processes", "ray"), default="processes",

@@ -45,13 +45,15 @@ class SweepRun:
 
 
 def sweep_command(sweep_dir: Path, n_trials: int, duration_s: float, reports: int, *extra: str,
-                  heartbeat_s: float = 5.0) -> list[str]:
+                  heartbeat_s: float = 5.0, jitter: float = 0.0) -> list[str]:
     """A sweeper of the simulated app on the study named in ``$SMART_TUNER_OPTUNA_STORAGE``: trials report at every
     step to the median pruner, which may prune only at the last (n_warmup_steps), so every trial waits as long.
-    ``heartbeat_s``: how often each worker marks its trial alive and looks for dead workers' trials."""
+    ``heartbeat_s``: how often each worker marks its trial alive and looks for dead workers' trials; ``jitter``: trial
+    durations drawn from ``duration_s`` × (1 ± jitter), so that workers started together do not all end together."""
     return [sys.executable, str(APP), "-m", f"hydra.sweep.dir={sweep_dir}", f"hydra.sweeper.study_name={STUDY}",
             f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.storage=${oc.env:" + STORAGE_ENV + "}",
-            f"duration_s={duration_s}", f"reports={reports}", f"hydra.sweeper.pruner.n_warmup_steps={reports - 1}",
+            f"duration_s={duration_s}", f"jitter={jitter}", f"reports={reports}",
+            f"hydra.sweeper.pruner.n_warmup_steps={reports - 1}",
             f"hydra.sweeper.heartbeat_interval_s={heartbeat_s}", *extra]
 
 
@@ -306,7 +308,8 @@ def simulate(args: Any) -> None:
             if args.launcher == "ray":
                 ray_folder = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must be short
                 ray_head, ray_address, ray_env = start_ray(ray_folder)
-            print(f"simulated trials of {args.duration:g} s ({args.reports} reports each), {args.trials_per_worker} "
+            print(f"simulated trials of {args.duration:g} s ± {100 * args.jitter:.0f}% ({args.reports} reports each), "
+                  f"{args.trials_per_worker} "
                   f"per worker; launcher {args.launcher}; PostgreSQL {'(throw-away)' if server else '(given)'}; "
                   f"{os.cpu_count()} CPUs, load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
             print(f"{'workers':>7} {'wall s':>7} {'start s med/max':>16} {'efficiency':>10} {'end-to-end':>10} "
@@ -326,7 +329,7 @@ def simulate(args: Any) -> None:
                     extra += ["hydra/launcher=smart_ray", f"hydra.launcher.ray.init.address={ray_address}",
                               f"hydra.sweeper.n_jobs={workers}"]
                 command = sweep_command(root / f"w{workers}" / "sweep", n_trials, args.duration, args.reports, *extra,
-                                        heartbeat_s=args.heartbeat)
+                                        heartbeat_s=args.heartbeat, jitter=args.jitter)
                 if ray_env is not None:  # the sweeper (Ray's driver) joins the cluster with its token
                     os.environ.update({k: v for k, v in ray_env.items() if k.startswith("RAY")})
                 run = run_sweep(command, 1 if args.launcher == "ray" else workers, url, root / f"w{workers}",
