@@ -23,7 +23,7 @@ they still hold at every later checkpoint; the long sentences are judged on gate
 ``--override`` passes Hydra overrides to every training run, to try a change of the recipe against the defaults.
 
 Examples:
-    python benchmarks/alignment_quality.py --max-steps 200 --eval-every 50 --train en-gb-x-rp@130 --arms today default
+    python benchmarks/alignment_quality.py --max-steps 200 --eval-every 50 --train en-gb-x-rp@130 --arms before default
     python benchmarks/alignment_quality.py --max-steps 600 --eval-every 50 --train en-us en-gb-x-rp@130 en-029 \\
         --unseen en-gb-scotland
 """
@@ -57,14 +57,17 @@ from tacotron2_lightning.synthesis import load_for_synthesis  # noqa: E402
 QUIET = ["logger=none", "callbacks.validation_media=null", "callbacks.rich_progress_bar=null"]
 TUNED_VOICE = "en-us"  # what the defaults were tuned on
 GOAL = {"ratio": 0.7, "stop": 0.95, "duration": (0.85, 1.15), "long_stop": 0.9, "by_step": 150}
-# The recipe's alignment aids, each arm switching some off (overrides of the default recipe).
+# The recipe's alignment aids against the recipe before issue 22 (overrides of the default recipe).
+BEFORE = ["model.learning_rate=1e-3", "model.gate_positive_weight=10", "model.attention_prior_weight=0",
+          "model.align_loss_weight=0"]
 ARMS = {
-    "default": [],
-    "today": ["model.attention_prior_weight=0", "model.align_loss_weight=0"],  # the recipe before issue 22
-    "prior": ["model.align_loss_weight=0"],  # the prior, no forward-sum loss
-    "loss": ["model.attention_prior_weight=0"],  # the forward-sum loss, no prior
-    "no_guide": ["model.guided_attention_weight=0"],  # prior and loss, no guided attention
-    "loss_only": ["model.attention_prior_weight=0", "model.guided_attention_weight=0"],  # forward-sum alone
+    "default": [],  # conf defaults: forward-sum loss, guided attention, gate weight 50, lr 3e-3; no prior
+    "before": BEFORE,  # the default recipe before issue 22: guided attention, gate weight 10, lr 1e-3
+    "no_loss": ["model.align_loss_weight=0"],  # the default without the forward-sum loss
+    "prior": ["model.attention_prior_weight=1"],  # the default plus the alignment prior (annealed from step 100)
+    "prior_only": ["model.attention_prior_weight=1", "model.align_loss_weight=0"],  # the prior, no loss
+    "no_guide": ["model.attention_prior_weight=1", "model.guided_attention_weight=0"],  # prior + loss, no guide
+    "loss_only": ["model.guided_attention_weight=0"],  # the forward-sum loss alone
 }
 
 
@@ -172,8 +175,8 @@ def main() -> None:
     parser.add_argument("--unseen", type=Voice.parse, default=Voice("en-029", 175),
                         help="a voice no training run hears, judged as well")
     parser.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=["default"],
-                        help="recipes to compare: default, today (no prior, no forward-sum loss), prior (no loss), "
-                             "loss (no prior), no_guide (no guided attention)")
+                        help="recipes to compare (see ARMS): default, before (the recipe before the alignment aids), "
+                             "no_loss, prior, prior_only, no_guide, loss_only")
     parser.add_argument("--max-steps", type=int, default=600, help="training steps (the default recipe's 600)")
     parser.add_argument("--eval-every", type=int, default=50, help="checkpoint interval")
     parser.add_argument("--seed", type=int, default=1234, help="training seed, of the data and the model")
