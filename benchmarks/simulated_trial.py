@@ -5,7 +5,8 @@ Each trial sleeps for a duration drawn from its trial number (``duration_s`` × 
 takes in a real job (``tuner_callbacks.optuna_storage.load_trial``: the study's storage and the pruner the sweep
 recorded) and stops as PRUNED when the pruner says so. The objective is a bowl over ``x`` and ``y``; the
 intermediate values fall towards it. The trial records ``simulation: {started_at, slept_s, ended_at}`` (epoch
-seconds) so that ``benchmarks/sweep_scaling.py --simulate`` can tell the sweeper's time from the trial's.
+seconds, and the pid of the process it ran in) so that ``benchmarks/sweep_scaling.py --simulate`` can tell the
+sweeper's time from the trial's.
 
     python benchmarks/simulated_trial.py -m hydra.sweep.dir=/tmp/sim hydra.sweeper.n_trials=8 duration_s=2
     python benchmarks/simulated_trial.py -m ... hydra.sweeper.storage=postgresql+psycopg://user@host/db
@@ -16,6 +17,7 @@ Outside a sweep (``trial.number`` null) it only sleeps and returns the objective
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
@@ -23,7 +25,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-ATTR_SIMULATION = "simulation"  # trial user attribute: {started_at, slept_s, ended_at}
+ATTR_SIMULATION = "simulation"  # trial user attribute: {started_at, slept_s, ended_at, pid}
 
 ConfigStore.instance().store(name="simulated_trial", node={
     "defaults": [{"override hydra/sweeper": "smart_optuna"}, "_self_"],
@@ -70,7 +72,8 @@ def main(cfg: DictConfig) -> float:
                 pruned = True
                 break
     if trial is not None:
-        trial.set_user_attr(ATTR_SIMULATION, {"started_at": started_at, "slept_s": slept, "ended_at": time.time()})
+        trial.set_user_attr(ATTR_SIMULATION, {"started_at": started_at, "slept_s": slept, "ended_at": time.time(),
+                                              "pid": os.getpid()})
     if pruned:
         import optuna
 

@@ -38,7 +38,9 @@ worker count it prints:
 The last line reads ``sweep_scaling: workers=<n> efficiency=<e> overhead_median_s=<s> overhead_p95_s=<s>`` for the
 largest worker count run. ``--launcher ray``: one sweeper with ``hydra.sweeper.n_jobs=<workers>`` launching every trial
 as a Ray task (``hydra/launcher=smart_ray``) on a local cluster the benchmark starts (``ray start --head --num-cpus
-32``; Ray schedules by declared CPUs); start-up then is the sweeper's and the overhead includes Ray's scheduling.
+32``; Ray schedules by declared CPUs): start-up is then what each Ray worker process's first trial cost beyond its
+wait (its imports, Hydra, the study), and the steady state is the other trials: overhead their ask -> tell less their
+wait (Ray's scheduling included), efficiency Σ waits / Σ (ask -> tell).
 ``--chaos K``: with the first worker count, SIGKILL a random worker every ``--kill-every`` seconds (K times) and start
 it again, then check the study: n_trials COMPLETE/PRUNED with unique numbers, none RUNNING, each killed trial queued
 again once and run once, the results file and the report whole.
