@@ -29,7 +29,7 @@ def test_a_tacotron2_run_reports_with_its_alignment_plot_and_leaks_no_token(make
     assert titles == ["🚀 <b>Training started</b>", "📊 <b>Step 2 · validation 1</b>",
                       "📊 <b>Step 4 · validation 2</b>", "✅ <b>Training finished</b>"]
     start, first, second, end = sent
-    for line in ("model: Tacotron2Module", "task: train", "batch_size: 4", "learning_rate: 0.001",
+    for line in ("model: Tacotron2Module", "task: train", "batch_size: 4", "learning_rate: 0.003",
                  f"MLflow run: {summary['mlflow_run_id']}"):
         assert line in start.text
     media = Path(cfg.paths.output_dir) / "media"

@@ -20,8 +20,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 # What `python train.py` trains (conf/model/small.yaml, conf/data/builtin.yaml), for the parameters search.yaml
 # searches.
-CONFIGURED = {"model.learning_rate": 1e-3, "model.weight_decay": 1e-6, "model.guided_attention_weight": 5.0,
-              "model.gate_positive_weight": 10.0, "model.model_config.p_attention_dropout": 0.1,
+CONFIGURED = {"model.learning_rate": 3e-3, "model.weight_decay": 1e-6, "model.guided_attention_weight": 5.0,
+              "model.gate_positive_weight": 50.0, "model.model_config.p_attention_dropout": 0.1,
               "model.model_config.p_decoder_dropout": 0.1, "data.batch_size": 16}
 DISTRIBUTIONS = {"lr": FloatDistribution(1e-4, 1e-2, log=True), "layers": IntDistribution(1, 3),
                  "act": CategoricalDistribution(["relu", "tanh"]), "w": CategoricalDistribution([1.0, 5.0])}
