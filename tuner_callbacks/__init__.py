@@ -9,6 +9,7 @@ from __future__ import annotations
 from tuner_callbacks._lazy import lazy_exports
 
 _WHERE = {
+    "AlignmentGuard": "tuner_callbacks.alignment_guard",
     "Anomaly": "tuner_callbacks.history",
     "MetricHistory": "tuner_callbacks.history",
     "MetricMilestone": "tuner_callbacks.milestone",

@@ -28,6 +28,7 @@ same Trainer. Under DDP every rank keeps its own (identical) snapshot and follow
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -46,6 +47,9 @@ from tuner_callbacks.mlflow_utils import is_mlflow_logger
 from tuner_callbacks.stop_reason import StopReason, log_stop_reason, set_stop_reason
 
 SOURCE = "alignment_guard"
+# What a checkpoint keeps of the guard (state_dict and load_state_dict); the snapshot itself is on disk.
+_STATE_KEYS = ("recoveries", "failed_checks", "last_healthy_value", "last_healthy_step", "hold_until", "held",
+               "previous", "history")
 _REMEDY_KEYS = ("lr_factor", "attributes", "hold_steps", "reinitialize")
 
 
@@ -305,19 +309,30 @@ class AlignmentGuard(*lightning_bases("Callback")):
 
     # -- state -------------------------------------------------------------------------------------------------
 
+    @property
+    @override
+    def state_key(self) -> str:
+        # Two guards on different metrics keep separate states in one checkpoint.
+        return self._generate_state_key(monitor=self.monitor)
+
+    @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        # Checkpoints written before the guard had a state_key hold its state under the class name alone.
+        states = checkpoint.get("callbacks")
+        older = type(self).__qualname__
+        if states and self.state_key not in states and older in states:
+            states[self.state_key] = states.pop(older)
+
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"recoveries": self.recoveries, "failed_checks": self.failed_checks,
-                "last_healthy_value": self.last_healthy_value, "last_healthy_step": self.last_healthy_step,
-                "hold_until": self.hold_until, "held": dict(self.held), "previous": dict(self.previous),
-                "history": list(self.history)}
+        return {key: copy.copy(getattr(self, key)) for key in _STATE_KEYS}  # copies: later changes stay out
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        for key, value in state_dict.items():
-            if key in ("recoveries", "failed_checks", "last_healthy_value", "last_healthy_step", "hold_until",
-                       "held", "previous", "history"):
-                setattr(self, key, value)
+        for key in _STATE_KEYS:
+            if key in state_dict:
+                setattr(self, key, state_dict[key])
 
 
 def _cpu_copy(state: Any) -> Any:

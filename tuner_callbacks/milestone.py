@@ -73,7 +73,7 @@ class MetricMilestone(*lightning_bases("Callback")):
     @property
     @override
     def state_key(self) -> str:
-        return f"MetricMilestone[{self.name}]"
+        return self._generate_state_key(name=self.name)
 
     def holds(self, metrics: Mapping[str, float]) -> bool:
         """Whether every condition holds for these metric values."""

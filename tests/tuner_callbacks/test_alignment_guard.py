@@ -180,3 +180,27 @@ def test_tacotron2s_attention_can_be_reinitialised(tmp_path, tiny):
     after = list(module.model.decoder.attention_layer.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
     assert all(torch.equal(a, b) for a, b in zip(others, module.model.encoder.parameters(), strict=True))
+
+
+def test_guard_is_exported_and_keys_its_state_by_the_metric_it_watches():
+    from tuner_callbacks import AlignmentGuard as Exported
+
+    assert Exported is AlignmentGuard
+    score, stops = guard(monitor="val/alignment_score"), guard(monitor="val/gate_stop_rate")
+    assert score.state_key != stops.state_key and "val/gate_stop_rate" in stops.state_key
+    score.recoveries, score.history = 1, [{"step": 5}]
+    restored = guard(monitor="val/alignment_score")
+    restored.load_state_dict(score.state_dict())
+    assert (restored.recoveries, restored.history) == (1, [{"step": 5}])
+    score.history.append({"step": 9})  # the saved state is a copy
+    assert restored.history == [{"step": 5}]
+
+
+def test_state_written_under_the_old_class_name_key_is_adopted():
+    state = guard().state_dict() | {"recoveries": 2}
+    checkpoint = {"callbacks": {"AlignmentGuard": state}}
+    resumed = guard()
+    resumed.on_load_checkpoint(None, None, checkpoint)
+    assert list(checkpoint["callbacks"]) == [resumed.state_key]
+    resumed.load_state_dict(checkpoint["callbacks"][resumed.state_key])
+    assert resumed.recoveries == 2
