@@ -4,6 +4,7 @@ The clock of max_seconds is the study's run, which a worker joining it shares.""
 
 from __future__ import annotations
 
+import re
 import time
 
 import optuna
@@ -96,7 +97,7 @@ def test_a_worker_joining_a_live_run_counts_max_seconds_from_the_runs_start(tmp_
     impl.sweep([])
     assert len(load_scripted(tmp_path).trials) == 5
     results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
-    assert results.stopped_early.startswith("max_seconds: 100 s since the study's run started")
+    assert re.match(r"max_seconds: 1\d\d s since the study's run started", results.stopped_early)  # 100 s ago
     # That run has ended (nothing running): the next command starts a new run, with a new clock and no stop.
     impl = scripted_sweeper(tmp_path, lambda n, _: 1.0, n_trials=8, stop_when={"max_seconds": 50})
     impl.sweep([])
