@@ -60,6 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,20 +141,12 @@ def main() -> None:
         simulate(args)
         return
     args.workers = args.workers or [1, 2, 4]
-    from tests.helpers.postgres_server import PostgresServer, find_bin_dir
-
-    server = None
-    if args.storage_server is None:
-        bin_dir = find_bin_dir()
-        if bin_dir is None:
-            raise SystemExit("no PostgreSQL binaries: pip install -e '.[distributed]' (pgserver), or --storage-server")
-        server = PostgresServer(bin_dir).start()
+    server, new_database = database_maker(args.storage_server)
     try:
         with tempfile.TemporaryDirectory(prefix="sweep-scaling-") as tmp:
             root, cache = Path(tmp), Path(tmp) / "cache"
             print(f"{args.trials} trials of {args.steps} steps; {os.cpu_count()} CPUs; load average before: "
                   f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-            new_database = server.create_database if server else (lambda n: _create_database(args.storage_server, n))
             # Untimed: builds the dataset and its mel cache, which every arm then shares.
             run_arm(1, 1, new_database(f"warmup_{os.getpid()}"), args, root / "warmup", cache)
             print(f"{'workers':>7} {'wall s':>8} {'speedup':>8} {'start s':>8}   overhead/trial s: median, max")
@@ -170,6 +163,20 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
+
+
+def database_maker(storage_server: str | None) -> tuple[Any, Callable[[str], str]]:
+    """A throw-away PostgreSQL server (None when ``storage_server`` is given) and a function that creates a database
+    on it, or on ``storage_server``, by name and returns its URL."""
+    if storage_server is not None:
+        return None, lambda name: _create_database(storage_server, name)
+    from tests.helpers.postgres_server import PostgresServer, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise SystemExit("no PostgreSQL binaries: pip install -e '.[distributed]' (pgserver), or --storage-server")
+    server = PostgresServer(bin_dir).start()
+    return server, server.create_database
 
 
 def _create_database(server_url: str, name: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -23,6 +22,8 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+
+from tests.helpers.processes import stop_ray_head
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "benchmarks" / "simulated_trial.py"
@@ -292,40 +293,17 @@ def start_ray(folder: Path, cpus: int = 32) -> tuple[subprocess.Popen, str, dict
     while subprocess.run([sys.executable, "-c", probe, address], env=env, capture_output=True,
                          timeout=180).returncode != 0:
         if head.poll() is not None or time.monotonic() > deadline:
-            stop_ray(head, folder)
+            stop_ray_head(head, folder)
             raise SystemExit(f"ray start --head did not come up at {address}")
         time.sleep(2)
     return head, address, env
 
 
-def stop_ray(head: subprocess.Popen, folder: Path) -> None:
-    """The head node and everything it started share its process group."""
-    try:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-        os.killpg(head.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    head.wait()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def simulate(args: Any) -> None:
-    from tests.helpers.postgres_server import PostgresServer, find_bin_dir
+    from benchmarks.sweep_scaling import database_maker
 
     counts = args.workers or [1, 2, 4, 8, 16, 32]
-    server = None
-    if args.storage_server is None:
-        bin_dir = find_bin_dir()
-        if bin_dir is None:
-            raise SystemExit("no PostgreSQL binaries: pip install -e '.[distributed]' (pgserver), or --storage-server")
-        server = PostgresServer(bin_dir).start()
-    from benchmarks.sweep_scaling import _create_database
-
-    new_database = server.create_database if server else (lambda n: _create_database(args.storage_server, n))
+    server, new_database = database_maker(args.storage_server)
     ray_env = None
     try:
         with tempfile.TemporaryDirectory(prefix="sweep-sim-") as tmp:
@@ -395,6 +373,6 @@ def simulate(args: Any) -> None:
                       f"overhead_median_s={found['overhead_median']:.3f} overhead_p95_s={found['overhead_p95']:.3f}")
     finally:
         if ray_env is not None:
-            stop_ray(ray_head, ray_folder)
+            stop_ray_head(ray_head, ray_folder)
         if server is not None:
             server.stop()

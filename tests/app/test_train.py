@@ -57,7 +57,8 @@ def test_a_short_run_logs_metrics_params_and_media_to_mlflow(make_cfg, tmp_path)
     run = MlflowClient().get_run(run_id)
     for name in ("train/loss", "val/loss", "val/alignment_score", "val/diagonality", "val/gate_stop_rate",
                  "val/alignment_error", "val/alignment_error_ratio",  # the built-in data has word timings
-                 "train/align_loss", "val/align_loss", "sched/module.attention_prior_weight"):  # the recipe's alignment aids
+                 "train/align_loss", "val/align_loss",  # the recipe's forward-sum loss
+                 "sched/module.attention_prior_weight"):  # and the prior's schedule (0 while the prior is off)
         assert name in run.data.metrics, name
     assert run.data.params["model/model_config/decoder_rnn_dim"] == "64"
     assert run.data.params["data/batch_size"] == "4"

@@ -3,6 +3,9 @@ proxy such as a file existing, with deadlines that hold on a machine several tim
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -65,3 +68,20 @@ def rank_records(out_dir: Path, world_size: int = 2) -> list[dict[str, Any]]:
     import json
 
     return [json.loads((out_dir / f"rank{rank}.json").read_text()) for rank in range(world_size)]
+
+
+def stop_ray_head(head: subprocess.Popen, folder: str | Path) -> None:
+    """Stops a ``ray start --head --block`` process and removes its session folder. The head node and everything it
+    started (GCS, raylet, workers) share its process group: SIGTERM lets the head stop them, SIGKILL ends what is left
+    after a while (Ray's own shutdown can take half a minute)."""
+    try:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        os.killpg(head.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    head.wait()
+    shutil.rmtree(folder, ignore_errors=True)

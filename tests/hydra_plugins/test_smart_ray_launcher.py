@@ -9,7 +9,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from hydra.plugins.launcher import Launcher
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from tests.helpers.processes import stop_ray_head
 from tests.helpers.train_configs import CONF, ROOT
 from tests.hydra_plugins.test_sweeper import load, states, sweep
 
@@ -101,7 +101,7 @@ def ray_cluster(shared_cache):
             time.sleep(2)
         yield address, f"ray://127.0.0.1:{client_port}", env, Path(folder)
     finally:
-        _stop(head, folder)
+        stop_ray_head(head, folder)
 
 
 def _cluster_up(address: str, env: dict[str, str]) -> bool:
@@ -113,22 +113,6 @@ def _cluster_up(address: str, env: dict[str, str]) -> bool:
                               timeout=120).returncode == 0
     except subprocess.TimeoutExpired:
         return False
-
-
-def _stop(head: subprocess.Popen, folder: str) -> None:
-    """The head node and everything it started (GCS, raylet, workers) share its process group: SIGTERM lets the head
-    stop them, SIGKILL ends what is left after a while (Ray's own shutdown can take half a minute)."""
-    try:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-        os.killpg(head.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    head.wait()
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.slow

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -21,10 +19,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from hydra_plugins.smart_optuna_sweeper._liveness import HOST, PID, is_stale
 from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace
 from tests.helpers.bot_api_server import CHAT_ID, TOKEN, FakeBotApi
-from tests.helpers.processes import study_or_none, wait_until
 from tests.helpers.train_configs import CONF, ROOT, TINY
 from tests.hydra_plugins.scripted_sweep import search_config
 from tuner_callbacks.contract import TAG_TRIAL
@@ -134,39 +130,6 @@ def test_a_sweep_runs_records_each_trial_and_resumes_to_the_total_n_trials(tmp_p
     assert "defaults" not in study.trials[3].user_attrs  # the configured values ran once, in trial 0
 
 
-def test_a_destructive_learning_rate_is_pruned_and_a_nan_trial_fails_without_ending_the_sweep(tmp_path,
-                                                                                            shared_cache):
-    storage = f"sqlite:///{tmp_path}/outputs/sweeps/search/optuna.db"
-    (tmp_path / "outputs" / "sweeps" / "search").mkdir(parents=True)
-    study = optuna.create_study(study_name="search", storage=storage)
-    # lr 100 wrecks the weights within a step (val/loss ~1e7); lr 1e30 overflows them (val/loss NaN).
-    for learning_rate in (1e-3, 100.0, 1e30):
-        study.enqueue_trial({"model.learning_rate": learning_rate})
-    sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=3", "logger=none", "hydra.sweeper.enqueue_defaults=false",
-          "model.learning_rate=tag(log, interval(1e-4, 1e31))", "hydra.sweeper.pruner.n_startup_trials=1",
-          "hydra.sweeper.pruner.n_warmup_steps=0")
-    study = load(tmp_path)
-    assert states(study) == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.PRUNED]
-    for pruned in study.trials[1:]:  # stopped at their first validation, recorded with its value
-        assert pruned.last_step == 2 and pruned.user_attrs["global_step"] == 2
-    # The wrecked model's objective dwarfs the sane trial's at the same step; the overflowed one is the worst.
-    assert study.trials[1].intermediate_values[2] > 10 * study.trials[0].intermediate_values[2]
-    assert study.trials[2].intermediate_values[2] == float("inf")
-    # Without a pruner, the NaN trial runs to its end and is recorded FAIL with the reason.
-    storage_nop = tmp_path / "nop"
-    (storage_nop / "outputs" / "sweeps" / "search").mkdir(parents=True)
-    study = optuna.create_study(study_name="search",
-                                storage=f"sqlite:///{storage_nop}/outputs/sweeps/search/optuna.db")
-    for learning_rate in (1e-3, 1e30, 2e-3):
-        study.enqueue_trial({"model.learning_rate": learning_rate})
-    sweep(storage_nop, shared_cache, "hydra.sweeper.n_trials=3", "logger=none", "hydra/sweeper/pruner=nop",
-          "hydra.sweeper.enqueue_defaults=false",
-          "model.learning_rate=tag(log, interval(1e-4, 1e31))", "callbacks.smart_early_stopping=null")
-    study = load(storage_nop)
-    assert states(study) == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
-    assert "not finite" in study.trials[1].user_attrs["error"]
-
-
 def test_a_warm_started_sweep_copies_an_earlier_study_and_stops_once_a_trial_reaches_the_target(tmp_path,
                                                                                                  shared_cache):
     # An earlier study over the same space: its COMPLETE trials that fit are copied, not run; one outside is skipped.
@@ -202,64 +165,3 @@ def test_too_many_failures_stop_the_sweep_with_an_error_naming_the_rate(tmp_path
     assert "no_such_key" in study.trials[0].user_attrs["error"]
     assert (tmp_path / "outputs" / "sweeps" / "search" / "optimization_results.yaml").is_file()
     assert not (tmp_path / "outputs" / "sweeps" / "search" / "report.html").exists()  # report=false
-
-
-def test_a_killed_sweep_resumes_failing_and_requeueing_the_trial_it_left_running(tmp_path, shared_cache):
-    args = ["hydra.sweeper.n_trials=3", "logger=none", "hydra.sweeper.stale_trials=requeue"]
-    # Long trials, so that the kill lands inside trial 1.
-    process = sweep(tmp_path, shared_cache, *args, "trainer.max_steps=40", "trainer.val_check_interval=20",
-                    wait=False)
-    storage = f"sqlite:///{tmp_path}/outputs/sweeps/search/optuna.db"
-
-    def trial_1_claimed():
-        # The study record, not the file: the file exists before the sweeper has written the study into it.
-        study = study_or_none("search", storage) if (tmp_path / "outputs/sweeps/search/optuna.db").exists() else None
-        trials = study.trials if study else []
-        # Running, and claimed by the sweep (the claim follows the ask by a few storage writes).
-        return ([t.state for t in trials] == [TrialState.COMPLETE, TrialState.RUNNING]
-                and PID in trials[1].system_attrs)
-
-    try:
-        wait_until(trial_1_claimed, "trial 1 running", [process])
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-    interrupted = load(tmp_path).trials[1]
-    assert interrupted.system_attrs[PID] == process.pid and is_stale(interrupted, stale_after_s=1e9)
-    sweep(tmp_path, shared_cache, *args)
-    study = load(tmp_path)
-    assert states(study) == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
-    assert study.trials[1].user_attrs["interrupted"] is True
-    assert study.trials[2].params == study.trials[1].params  # requeued
-    assert study.trials[2].user_attrs["requeued_from"] == 1
-    # The resumed process has the same sampler seed: its first sampled trial used to be trial 1's values again.
-    assert study.trials[3].params != study.trials[1].params
-
-
-def test_a_trial_of_a_live_sweep_on_another_host_is_not_stale_until_its_heartbeat_is():
-    study = optuna.create_study()
-    trial = study.ask()
-    for key, value in ((HOST, "elsewhere"), (PID, 1), ("smart_tuner:heartbeat", time.time() - 100)):
-        study._storage.set_trial_system_attr(trial._trial_id, key, value)
-    frozen = study.trials[0]
-    assert not is_stale(frozen, stale_after_s=300)
-    assert is_stale(frozen, stale_after_s=60)
-
-
-@pytest.mark.slow
-def test_parallel_trials_through_the_joblib_launcher_start_as_soon_as_a_slot_frees(tmp_path, shared_cache):
-    (tmp_path / "outputs" / "sweeps" / "search").mkdir(parents=True)
-    study = optuna.create_study(study_name="search", storage=f"sqlite:///{tmp_path}/outputs/sweeps/search/optuna.db")
-    for max_steps in (24, 4, 4):  # trial 0 is long; trial 1 ends early and frees its slot for trial 2
-        study.enqueue_trial({"trainer.max_steps": max_steps})
-    sweep(tmp_path, shared_cache, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
-          "hydra.sweeper.n_trials=3", "logger=none", "trainer.max_steps=choice(4, 24)",
-          "hydra/sweeper/pruner=nop", "hydra.sweeper.enqueue_defaults=false")
-    study = load(tmp_path)
-    assert states(study) == [TrialState.COMPLETE] * 3
-    long, short, next_one = study.trials
-    assert long.user_attrs["global_step"] == 24 and short.user_attrs["global_step"] == 4
-    assert short.datetime_start < long.datetime_complete  # ran side by side
-    assert next_one.datetime_start < long.datetime_complete  # did not wait for the whole batch
-    assert {t.user_attrs["output_dir"] for t in study.trials} == {
-        str(tmp_path / "outputs" / "sweeps" / "search" / f"trial_{n}") for n in (0, 1, 2)}

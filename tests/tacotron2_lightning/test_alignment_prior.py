@@ -27,7 +27,8 @@ def test_prior_peak_moves_forward_along_the_diagonal():
     assert bool((peaks[1:] >= peaks[:-1]).all())
     assert int(peaks[0]) == 0 and int(peaks[-1]) == 19
     # Larger scaling: a sharper diagonal.
-    assert beta_binomial_prior(20, 60, 4.0).max(1).values.mean() > beta_binomial_prior(20, 60, 0.25).max(1).values.mean()
+    sharp, broad = beta_binomial_prior(20, 60, 4.0), beta_binomial_prior(20, 60, 0.25)
+    assert sharp.max(1).values.mean() > broad.max(1).values.mean()
 
 
 @pytest.mark.parametrize(("args", "match"), [((0, 4), "n_text"), ((3, 0), "n_steps"), ((3, 4, 0.0), "scaling"),
