@@ -394,8 +394,8 @@ class Decoder(nn.Module):
             if self.inference_window is not None:
                 back, front = self.inference_window
                 offsets = positions.unsqueeze(0) - peaks.unsqueeze(1)  # (B, N)
-                window = torch.zeros(offsets.shape, device=memory.device, dtype=memory.dtype).masked_fill(
-                    (offsets < -back) | (offsets >= front), float("-inf"))
+                window = memory.new_zeros(offsets.shape).masked_fill((offsets < -back) | (offsets >= front),
+                                                                     float("-inf"))
             frame, gate, state = self.decode_step(self.prenet(frame), state, memory, processed_memory, pad_mask,
                                                   window)
             if self.inference_window is not None:

@@ -147,9 +147,9 @@ class Tacotron2ModuleBase:
 
     def _shared_step(self, batch: Batch, stage: str) -> tuple[Tensor, tuple[Tensor, ...]]:
         text, input_lengths, mel, gate, output_lengths = batch[:5]
+        decoder_lengths = self._decoder_lengths(output_lengths)  # the prior's, the guide's and the loss's time axis
         prior = None
         if stage == "train" and self.attention_prior_weight > 0:
-            decoder_lengths = self._decoder_lengths(output_lengths)
             prior = self.attention_weighted_prior(input_lengths, decoder_lengths, text.size(1),
                                                   mel.size(2) // self.config.n_frames_per_step)
         outputs = self.model(text, input_lengths, mel, output_lengths, prior)
@@ -166,13 +166,11 @@ class Tacotron2ModuleBase:
             # Only the minimised loss is weighted: logged losses stay NVIDIA's, comparable across runs.
             loss = losses.mel_loss + weighted_gate_loss(gate_outputs, gate, self.gate_positive_weight)
         if self.guided_attention_weight > 0:
-            guided = guided_attention_loss(
-                alignments, input_lengths, self._decoder_lengths(output_lengths), self.guided_attention_sigma
-            )
+            guided = guided_attention_loss(alignments, input_lengths, decoder_lengths, self.guided_attention_sigma)
             self.log(f"{stage}/guided_attention_loss", guided, **log_args)
             loss = loss + self.guided_attention_weight * guided
         if self.align_loss_weight > 0:
-            align = forward_sum_loss(alignments, input_lengths, self._decoder_lengths(output_lengths))
+            align = forward_sum_loss(alignments, input_lengths, decoder_lengths)
             self.log(f"{stage}/align_loss", align, **log_args)
             if stage != "train" or self.global_step >= self.align_loss_start_step:
                 loss = loss + self.align_loss_weight * align
