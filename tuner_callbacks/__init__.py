@@ -11,6 +11,7 @@ from tuner_callbacks._lazy import lazy_exports
 _WHERE = {
     "AlignmentGuard": "tuner_callbacks.alignment_guard",
     "Anomaly": "tuner_callbacks.history",
+    "LearningCurvePruner": "tuner_callbacks.learning_curve_pruner",
     "MetricHistory": "tuner_callbacks.history",
     "MetricMilestone": "tuner_callbacks.milestone",
     "ModelRegistry": "tuner_callbacks.registry",
