@@ -5,10 +5,10 @@ Search spaces are written as in hydra-optuna-sweeper (``params:`` with ``choice`
 ``smart_optuna``. Samplers and pruners are config groups (``hydra/sweeper/sampler=random``) or any
 ``_target_``.
 
-Every pruner takes ``n_warmup_steps``: no trial is pruned before that global step. Median, percentile (and any
-pruner whose class has the argument) get it as Optuna's own; hyperband raises its ``min_resource`` to it (Optuna's
-samplers treat a HyperbandPruner specially, so it is not wrapped); nop ignores it; the others are wrapped in
-``_pruners.WarmupPruner``, which asks them only from that step on.
+Every pruner takes ``n_warmup_steps``: no trial is pruned before that global step. Median, percentile,
+learning_curve (and any pruner whose class has the argument) get it as their own; hyperband raises its
+``min_resource`` to it (Optuna's samplers treat a HyperbandPruner specially, so it is not wrapped); nop ignores it;
+the others are wrapped in ``_pruners.WarmupPruner``, which asks them only from that step on.
 """
 
 from dataclasses import dataclass, field
@@ -131,6 +131,20 @@ class PatientPrunerConf:
 
 
 @dataclass
+class LearningCurvePrunerConf:
+    # Fits each trial's curve (power law, exponential) and extrapolates it to max_resource; prunes only when the trial
+    # is very unlikely to beat the best feasible COMPLETE trial, with the uncertainty measured on those trials' own
+    # curves (tuner_callbacks.LearningCurvePruner). A late bloomer heading below the best is kept.
+    _target_: str = "tuner_callbacks.learning_curve_pruner.LearningCurvePruner"
+    max_resource: Any = "auto"  # the step a trial's budget ends at (${trainer.max_steps}); auto: longest COMPLETE trial
+    prune_probability: float = 0.05  # prune when the chance of beating the best is below this
+    n_startup_trials: int = 5  # COMPLETE trials before any pruning: their curves calibrate the extrapolation
+    n_warmup_steps: int = 0  # global steps of a trial before it can be pruned
+    min_points: int = 5  # reports a trial needs before its curve is fitted (at least 4)
+    models: list[str] = field(default_factory=lambda: ["power_law", "exponential"])  # pruned only if all agree
+
+
+@dataclass
 class NopPrunerConf:
     _target_: str = "optuna.pruners.NopPruner"
     n_warmup_steps: int = 0  # ignored: nothing is pruned anyway (kept so configs that set a warm-up still compose)
@@ -213,7 +227,8 @@ for _name, _node in {"tpe": TPESamplerConf, "random": RandomSamplerConf, "cmaes"
 _WRAPPABLE = {"median": MedianPrunerConf, "percentile": PercentilePrunerConf,
               "successive_halving": SuccessiveHalvingPrunerConf, "hyperband": HyperbandPrunerConf,
               "wilcoxon": WilcoxonPrunerConf}
-for _name, _node in {**_WRAPPABLE, "patient": PatientPrunerConf, "nop": NopPrunerConf}.items():
+for _name, _node in {**_WRAPPABLE, "patient": PatientPrunerConf, "learning_curve": LearningCurvePrunerConf,
+                     "nop": NopPrunerConf}.items():
     _STORE.store(group="hydra/sweeper/pruner", name=_name, node=_node, provider="smart_tuner")
 for _name, _node in _WRAPPABLE.items():  # what hydra/sweeper/pruner=patient wraps
     _STORE.store(group="hydra/sweeper/pruner/wrapped_pruner", name=_name, node=_node, provider="smart_tuner")

@@ -1,13 +1,17 @@
-"""Pruner configs -> Optuna pruners with a warm-up, and the record jobs rebuild them from (wrapped pruners too)."""
+"""Pruner configs -> Optuna pruners with a warm-up, and the record jobs rebuild them from (wrapped pruners too); the
+learning-curve pruner as a config-group option, through a sweep."""
 
 from __future__ import annotations
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 from hydra_plugins.smart_optuna_sweeper._impl import SweepError
 from hydra_plugins.smart_optuna_sweeper._pruners import WarmupPruner, build_pruner, pruner_record, storable
-from tuner_callbacks.optuna_storage import load_trial, record_pruner
+from tests.hydra_plugins.scripted_sweep import load, scripted_sweeper, search_config
+from tuner_callbacks import LearningCurvePruner
+from tuner_callbacks.optuna_storage import load_study_with_pruner, load_trial, record_pruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 MEDIAN = {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 1, "n_warmup_steps": 0}
@@ -104,3 +108,45 @@ def test_a_flat_record_is_stored_as_is_and_a_nested_one_through_instantiate():
     assert storable(MEDIAN) == MEDIAN
     nested = pruner_record({"_target_": "optuna.pruners.WilcoxonPruner", "n_warmup_steps": 5})
     assert storable(nested) == {"_target_": "hydra.utils.instantiate", "config": nested}
+
+
+def curve_settings(pruner):
+    return (pruner.max_resource, pruner.prune_probability, pruner.n_startup_trials, pruner.n_warmup_steps,
+            pruner.min_points, pruner.models)
+
+
+def test_learning_curve_is_a_pruner_option_that_jobs_rebuild_with_its_settings(tmp_path):
+    node = search_config("hydra/sweeper/pruner=learning_curve", "hydra.sweeper.pruner.max_resource=600",
+                         "hydra.sweeper.pruner.prune_probability=0.01", "hydra.sweeper.pruner.models=[power_law]",
+                         ).hydra.sweeper.pruner
+    record = pruner_record(node)
+    # search.yaml's warm-up (the guided-attention hold) is the pruner's own argument: it is not wrapped.
+    assert record["_target_"] == "tuner_callbacks.learning_curve_pruner.LearningCurvePruner"
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, pruner=build_pruner(record))
+    record_pruner(study, storable(record))
+    rebuilt = load_study_with_pruner("s", storage).pruner  # what a job's TrialPruning gets
+    assert type(rebuilt) is type(study.pruner) is LearningCurvePruner
+    assert curve_settings(rebuilt) == curve_settings(study.pruner) == (600, 0.01, 5, 300, 5, ("power_law",))
+
+
+def test_a_sweep_with_the_learning_curve_pruner_keeps_a_late_bloomer_and_prunes_a_laggard(tmp_path):
+    def curve(a, b, c):  # levels off at a, ends at a + b at step 600; reported every 50 steps
+        return {step: a + b * (step / 600) ** -c for step in range(50, 601, 50)}
+
+    ordinary = [curve(1.0 + 0.1 * n, 0.3, 0.5) for n in range(5)]  # trials 0-4 finish at 1.3..1.7
+    curves = [*ordinary, curve(0.3, 0.6, 1.0), curve(2.0, 0.3, 0.5)]  # a late bloomer ends at 0.9, a laggard 2.3
+
+    def job(number, overrides):  # what TrialPruning does in a job, without the training
+        trial = load_trial(overrides["trial.study_name"], overrides["trial.storage"].strip("'"), number)
+        for step, value in curves[number].items():
+            trial.report(value, step)
+            if trial.should_prune():
+                return optuna.TrialPruned(f"at step {step}")
+        return value
+
+    scripted_sweeper(tmp_path, job, "hydra/sweeper/pruner=learning_curve", n_trials=7).sweep([])
+    study = load(tmp_path)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6 + [TrialState.PRUNED]
+    assert study.best_trial.number == 5
+    assert max(study.trials[6].intermediate_values) == 300  # search.yaml's warm-up: no decision before step 300
