@@ -37,6 +37,9 @@ ATTR_NOT_RUN = "not_run"  # why a trial was given back unrun (asked past n_trial
 ATTR_TIMING = "timing"  # {started_at, model_build_s, first_step_at}: where a trial's first seconds went (epoch s)
 ATTR_DEFAULTS = "defaults"  # True on the trial that runs the run's own configured values: the baseline of a sweep
 ATTR_WARM_STARTED_FROM = "warm_started_from"  # {study, trial}: a trial copied from an earlier study, not run here
+# {name: value}: the constraints the job returned (feasible when every value is <= 0), by name. Optuna keeps only
+# their values, as a list in trial system attr "constraints" (what best_trial, samplers and optuna-dashboard read).
+ATTR_CONSTRAINTS = "constraints"
 
 # --- tags on MLflow runs and on registered model versions
 TAG_STUDY = "optuna.study"

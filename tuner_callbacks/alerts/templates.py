@@ -119,8 +119,10 @@ def exception_alert(error: BaseException, step: int | None = None, trial_number:
 def sweep_summary_alert(study_name: str, n_trials_by_state: Mapping[str, int], best_value: float | None = None,
                         best_params: Mapping[str, Any] | None = None, metric: str | None = None,
                         best_trial: int | None = None, duration_s: float | None = None,
-                        stopped_early: str | None = None) -> Alert:
-    """The end of a sweep; ``stopped_early`` is why it ended before n_trials (a stop_when rule). Example:
+                        stopped_early: str | None = None, infeasible: int = 0, no_best: str | None = None) -> Alert:
+    """The end of a sweep; ``stopped_early`` is why it ended before n_trials (a stop_when rule), ``infeasible`` how
+    many completed trials violate a constraint (the best trial is the best feasible one), ``no_best`` why there is
+    no best trial (none feasible). Example:
     ``sweep_summary_alert("tts", {"COMPLETE": 12, "PRUNED": 7, "FAIL": 1}, 0.412, {"lr": 1e-3}, metric="val/loss",
     best_trial=9, stopped_early="target: trial 9 reached 0.412 (<= 0.45)")``."""
     counts = ", ".join(f"{count} {state.lower()}" for state, count in n_trials_by_state.items() if count)
@@ -129,9 +131,14 @@ def sweep_summary_alert(study_name: str, n_trials_by_state: Mapping[str, int], b
         lines.append(f"duration: {format_duration(duration_s)}")
     if stopped_early:
         lines.append(f"stopped early: {stopped_early}")
+    if infeasible:
+        lines.append(f"infeasible: {infeasible} completed trial{'s violate' if infeasible != 1 else ' violates'} a "
+                     "constraint")
     if best_value is not None:
         trial = f" (trial {best_trial})" if best_trial is not None else ""
         lines.append(f"best {metric or 'value'}: {format_value(best_value)}{trial}")
+    elif no_best:
+        lines.append(f"no best trial: {no_best}")
     lines += [f"  {name} = {format_value(value)}" for name, value in (best_params or {}).items()]
     verb = "stopped early" if stopped_early else "finished"
     return Alert("info", f"Sweep {study_name} {verb}", lines, emoji="📋", kind="sweep_summary")

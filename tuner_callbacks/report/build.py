@@ -1,10 +1,11 @@
 """The sweep report: one self-contained HTML file about an Optuna study, written at the end of every sweep and on
 demand with ``python -m tuner_callbacks.report --storage URL --study NAME``.
 
-Sections: summary, optimization history, parameter importances, parallel coordinates, slice plots, Pareto front
-(multi-objective studies), a table of trials, the metrics each trial logged (whatever they are), the training saved
-by pruning (with learning curves), and the best trial's alignment plot, mel plot and audio sample. Images and audio
-are embedded as data URIs. The file is also logged to MLflow as ``report/<file name>`` of a run named
+Sections: summary (with how many completed trials violate a constraint), optimization history, parameter
+importances, parallel coordinates, slice plots, Pareto front (multi-objective studies), a table of trials (each
+trial's constraints; infeasible ones marked), the metrics each trial logged (whatever they are), the training saved
+by pruning (with learning curves), and the best (feasible) trial's alignment plot, mel plot and audio sample. Images
+and audio are embedded as data URIs. The file is also logged to MLflow as ``report/<file name>`` of a run named
 ``sweep-<study>`` (tags ``optuna.study`` and ``smart_tuner.report``) in the experiment of the study's trial runs;
 building the report again logs to the same run.
 
@@ -43,6 +44,7 @@ from tuner_callbacks.report.data import (
     shown_state,
     trial_rows,
 )
+from tuner_callbacks.report.feasibility import infeasible_trials, no_best_reason
 from tuner_callbacks.report.html import Section, audio, image, note, page, paragraph, table
 from tuner_callbacks.report.media import find_media
 from tuner_callbacks.watch.store import (
@@ -104,6 +106,13 @@ def _summary(study: optuna.Study, storage: str, best: list[FrozenTrial]) -> str:
     lines = [paragraph(f"Storage {redact_url(storage)}; objective(s): {directions}; {len(trials)} trials: "
                        + (", ".join(f"{n} {s.lower().replace('_', ' ')}" for s, n in sorted(counts.items()))
                           or "none") + ".")]
+    infeasible = infeasible_trials(trials)
+    if infeasible:
+        complete = counts.get("COMPLETE", 0)
+        verb = "is" if len(infeasible) == 1 else "are"
+        lines.append(paragraph(f"{len(infeasible)} of the {complete} completed trials {verb} infeasible (they violate "
+                               f"a constraint: trials {[t.number for t in infeasible]}); the best trial is chosen "
+                               "among the feasible ones."))
     if best:
         label = "Best trial" if len(names) == 1 else "Pareto-optimal trials"
         rows = [[t.number, *_values(tuple(t.values), len(names)), _params(t.params), t.user_attrs.get(RUN_ID, "-")]
@@ -113,19 +122,30 @@ def _summary(study: optuna.Study, storage: str, best: list[FrozenTrial]) -> str:
         if gain is not None:
             lines.append(paragraph(f"Gain over the configured values: {gain.describe()}."))
     else:
-        lines.append(note("No trial has completed yet."))
+        lines.append(note(f"No best trial: {no_best_reason(study) or 'no trial has completed'}."))
     return "".join(lines)
 
 
 def _trials(study: optuna.Study) -> str:
     names = objective_names(study)
     rows = trial_rows(study.get_trials(deepcopy=False))
-    cells = [[r.number, r.state, *_values(r.values, len(names)), _params(r.params), format_duration(r.duration_s),
+    constrained = any(r.constraints for r in rows)  # the column only for studies whose jobs returned constraints
+    cells = [[r.number, r.state + (" (infeasible)" if r.feasible is False else ""), *_values(r.values, len(names)),
+              *([_constraints(r.constraints)] if constrained else []), _params(r.params),
+              format_duration(r.duration_s),
               "-" if r.steps is None else (f"{r.steps} / {r.max_steps}" if r.max_steps else str(r.steps)),
               r.run_id or "-", r.note] for r in rows]
-    headers = ["trial", "state", *names, "parameters", "duration", "steps / max_steps", "MLflow run", "note"]
-    return table(headers, cells, numeric=[True, False] + [True] * len(names) + [False, True, True],
-                 row_classes=[r.state for r in rows], cell_classes=["", "state"])
+    headers = ["trial", "state", *names, *(["constraints (feasible when <= 0)"] if constrained else []),
+               "parameters", "duration", "steps / max_steps", "MLflow run", "note"]
+    return table(headers, cells,
+                 numeric=[True, False] + [True] * len(names) + [False] * constrained + [False, True, True],
+                 row_classes=[r.state + (" infeasible" if r.feasible is False else "") for r in rows],
+                 cell_classes=["", "state"])
+
+
+def _constraints(constraints: dict[str, float]) -> str:
+    return ", ".join(f"{name}={value:.4g}" + (" (violated)" if value > 0 else "")
+                     for name, value in constraints.items()) or "-"
 
 
 def _trial_metrics(trials: Sequence[FrozenTrial], client: MlflowClient | None) -> dict[int, dict[str, float]]:
@@ -175,9 +195,9 @@ def _pruning(study: optuna.Study, savings: PruningSavings) -> str:
     return body + plots.learning_curves(study)
 
 
-def _media(best: list[FrozenTrial], client: MlflowClient | None) -> str:
+def _media(study: optuna.Study, best: list[FrozenTrial], client: MlflowClient | None) -> str:
     if not best:
-        return note("No trial has completed: no best trial to show.")
+        return note(f"No best trial to show: {no_best_reason(study) or 'no trial has completed'}.")
     trial = best[0]
     intro = f"Trial {trial.number}" + (" (the first Pareto-optimal trial)" if len(best) > 1 else "")
     media = find_media(trial, client)
@@ -223,14 +243,17 @@ def log_report(client: MlflowClient, path: Path, study: optuna.Study, savings: P
     run_id = existing[0].info.run_id if existing else client.create_run(
         experiment_id, run_name=f"sweep-{name}", tags={REPORT_TAG: "true", contract.TAG_STUDY: name}).info.run_id
     client.log_artifact(run_id, str(path), artifact_path="report")
-    states = [shown_state(t) for t in study.get_trials(deepcopy=False)]
+    trials = study.get_trials(deepcopy=False)
+    states = [shown_state(t) for t in trials]
     metrics = {"sweep/trials": len(states), "sweep/complete": states.count("COMPLETE"),
+               "sweep/infeasible": len(infeasible_trials(trials)),
                "sweep/pruned": states.count("PRUNED"), "sweep/failed": states.count("FAIL"),
                "sweep/given_back": states.count(GIVEN_BACK), "sweep/interrupted": states.count(INTERRUPTED),
                "sweep/steps_saved_by_pruning": savings.steps_saved}
-    if len(study.directions) == 1 and "COMPLETE" in states:
-        metrics["sweep/best_value"] = study.best_value
-        client.set_tag(run_id, contract.TAG_BEST_TRIAL, str(study.best_trial.number))
+    best = best_trials(study) if len(study.directions) == 1 else []
+    if best:  # the best feasible trial; none when every completed trial violates a constraint
+        metrics["sweep/best_value"] = best[0].value
+        client.set_tag(run_id, contract.TAG_BEST_TRIAL, str(best[0].number))
     for key, value in metrics.items():
         client.log_metric(run_id, key, float(value))
     client.set_terminated(run_id)
@@ -274,7 +297,7 @@ def build_report(storage: str, study_name: str, out_path: Path | None = None, tr
         Section("trials", "Trials", _trials(study)),
         Section("metrics", "Metrics", _metrics(trials, client)),
         Section("pruning", "Compute saved by pruning", _pruning(study, savings)),
-        Section("media", "Best trial: alignment, mel and audio", _media(best, client)),
+        Section("media", "Best trial: alignment, mel and audio", _media(study, best, client)),
     ]
     subtitle = f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by tuner_callbacks.report."
     out_path.parent.mkdir(parents=True, exist_ok=True)

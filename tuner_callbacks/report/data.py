@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tuner_callbacks import contract
+from tuner_callbacks.report.feasibility import is_feasible, trial_constraints, violated
 
 if TYPE_CHECKING:
     import optuna
@@ -62,8 +63,10 @@ class TrialRow:
     duration_s: float | None
     steps: int | None
     max_steps: int | None
-    note: str  # why it failed, where it was pruned
+    note: str  # why it failed, where it was pruned, which constraints it violates
     run_id: str | None
+    constraints: dict[str, float]  # {} for a trial without constraints
+    feasible: bool | None  # None unless COMPLETE with constraints
 
 
 def trial_rows(trials: Sequence[FrozenTrial]) -> list[TrialRow]:
@@ -81,12 +84,16 @@ def trial_rows(trials: Sequence[FrozenTrial]) -> list[TrialRow]:
         copied = trial.user_attrs.get(contract.ATTR_WARM_STARTED_FROM)
         if isinstance(copied, dict):
             note = f"copied from study {copied.get('study')} trial {copied.get('trial')}"
+        constraints = trial_constraints(trial)
+        feasible = is_feasible(trial) if constraints and trial.state.name == "COMPLETE" else None
+        if feasible is False:
+            note = "; ".join(filter(None, [f"infeasible: violates {', '.join(violated(trial))}", note]))
         if trial.user_attrs.get(DEFAULTS) is True:
             note = "; ".join(filter(None, ["the configured values (defaults)", note]))
         duration = trial.duration.total_seconds() if trial.duration is not None else None
         rows.append(TrialRow(trial.number, state, tuple(trial.values) if trial.values else None,
                              dict(trial.params), duration, steps, _as_int(trial.user_attrs.get(MAX_STEPS)), note,
-                             trial.user_attrs.get(RUN_ID)))
+                             trial.user_attrs.get(RUN_ID), constraints, feasible))
     return rows
 
 
@@ -151,12 +158,17 @@ def _format_metric(value: float | None) -> str:
 
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The best trial (single objective) or the Pareto-optimal trials in trial order; [] before any completes."""
+    """The best feasible trial (single objective) or the feasible Pareto-optimal trials in trial order; [] before
+    any completes, or when every completed trial violates a constraint (:func:`~.feasibility.no_best_reason` says
+    which)."""
     if not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
         return []
     if len(study.directions) == 1:
-        return [study.best_trial]
-    return sorted(study.best_trials, key=lambda t: t.number)
+        try:
+            return [study.best_trial]  # Optuna skips infeasible trials ...
+        except ValueError:  # ... and raises when none is feasible
+            return []
+    return sorted(study.best_trials, key=lambda t: t.number)  # feasible trials only, [] when none is
 
 
 def defaults_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
@@ -169,7 +181,9 @@ def defaults_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
 @dataclass(frozen=True)
 class GainOverDefaults:
     """How much better the search did than the configured values: ``best - defaults`` (negative is better when
-    minimizing), and that relative to ``|defaults|`` (None when the defaults' value is 0)."""
+    minimizing), and that relative to ``|defaults|`` (None when the defaults' value is 0). The best trial is the
+    best feasible one; the defaults trial may itself violate constraints (``defaults_violated`` names them), and then
+    its value is no bar a feasible trial had to clear."""
 
     defaults_trial: int
     defaults_value: float
@@ -177,27 +191,33 @@ class GainOverDefaults:
     best_value: float
     absolute: float
     relative: float | None
+    defaults_violated: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        """``"best 0.41 (trial 7) vs 0.52 for the configured values (trial 0): -0.11 (-21.2%)"``."""
+        """``"best 0.41 (trial 7) vs 0.52 for the configured values (trial 0): -0.11 (-21.2%)"``, then
+        ``"; the configured values are infeasible (they violate gate_stop_rate)"`` when they are."""
         relative = f" ({self.relative:+.1%})" if self.relative is not None else ""
+        infeasible = (f"; the configured values are infeasible (they violate {', '.join(self.defaults_violated)})"
+                      if self.defaults_violated else "")
         return (f"best {self.best_value:.4g} (trial {self.best_trial}) vs {self.defaults_value:.4g} for the "
-                f"configured values (trial {self.defaults_trial}): {self.absolute:+.4g}{relative}")
+                f"configured values (trial {self.defaults_trial}): {self.absolute:+.4g}{relative}{infeasible}")
 
 
 def gain_over_defaults(study: optuna.Study) -> GainOverDefaults | None:
-    """The gain of the study's best trial over its defaults trial; None for multi-objective studies, or when either
-    has no value (the defaults trial was pruned or failed, nothing completed)."""
+    """The gain of the study's best feasible trial over its defaults trial; None for multi-objective studies, or
+    when either has no value (the defaults trial was pruned or failed, no trial completed or none is feasible)."""
     if len(study.directions) != 1:
         return None
     trials = study.get_trials(deepcopy=False)
     defaults = defaults_trial(trials)
-    if defaults is None or defaults.state.name != "COMPLETE" or not best_trials(study):
+    best = best_trials(study)
+    if defaults is None or defaults.state.name != "COMPLETE" or not best:
         return None
-    best = study.best_trial
+    (best,) = best
     absolute = best.value - defaults.value
     relative = absolute / abs(defaults.value) if defaults.value else None
-    return GainOverDefaults(defaults.number, defaults.value, best.number, best.value, absolute, relative)
+    return GainOverDefaults(defaults.number, defaults.value, best.number, best.value, absolute, relative,
+                            tuple(violated(defaults)))
 
 
 def objective_names(study: optuna.Study) -> list[str]:

@@ -15,6 +15,7 @@ table { border-collapse: collapse; font-size: 0.9em; } td, th { border: 1px soli
 th { background: #f3f3f3; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.COMPLETE td.state { color: #1a7f37; } tr.PRUNED td.state { color: #8250df; } tr.FAIL td.state { color: #cf222e; }
 tr.GIVEN_BACK td.state, tr.INTERRUPTED td.state { color: #6e7781; }
+tr.infeasible td.state { color: #bc4c00; font-weight: bold; }
 figure { display: inline-block; margin: 0.5em 1em 0.5em 0; vertical-align: top; }
 figure img { max-width: 100%; border: 1px solid #eee; } figcaption { font-size: 0.85em; color: #555; }
 p.note { color: #555; font-style: italic; } nav a { display: inline-block; margin-right: 1em; }
