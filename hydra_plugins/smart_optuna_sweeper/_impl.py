@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
@@ -35,8 +35,10 @@ from hydra_plugins.smart_optuna_sweeper._study_run import RULE_FAILURES, StudyRu
 from hydra_plugins.smart_optuna_sweeper._trial_seeds import PerTrialSeed
 from tuner_callbacks import contract
 from tuner_callbacks.mlflow_utils import redact_url
+from tuner_callbacks.objective_result import ObjectiveResult
 from tuner_callbacks.optuna_storage import JOURNAL_PREFIX, masked_for_jobs, open_storage, record_pruner
-from tuner_callbacks.report.data import shown_state
+from tuner_callbacks.report.data import best_trials, shown_state
+from tuner_callbacks.report.feasibility import infeasible_trials, no_best_reason
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,23 @@ SEARCH_SPACE_ATTR = "smart_tuner:search_space"  # study system attr: the distrib
 _DRAWING_SAMPLERS = {f"optuna.samplers.{name}" for name in ("TPESampler", "RandomSampler", "CmaEsSampler",
                                                              "GPSampler", "NSGAIISampler", "NSGAIIISampler")}
 _WAIT = object()  # _next_trial: no room now, but other workers' trials are running (one may free a place)
+# Optuna's trial system attr for constraints as a list (optuna.study._constrained_optimization._CONSTRAINTS_KEY).
+OPTUNA_CONSTRAINTS_ATTR = "constraints"
+# Samplers that read trials' constraints (Optuna 5.1: they rank infeasible trials below feasible ones); the others
+# (random, grid, CMA-ES, QMC, brute force) search as if there were none.
+_CONSTRAINED_SAMPLERS = (optuna.samplers.TPESampler, optuna.samplers.NSGAIISampler, optuna.samplers.NSGAIIISampler,
+                         optuna.samplers.GPSampler)
 
 __all__ = ["SmartOptunaSweeperImpl", "SweepError"]
+
+
+class Outcome(NamedTuple):
+    """How a job ended, as the study is told: its state, values, error, and the constraints it returned."""
+
+    state: TrialState
+    values: list[float] | None = None
+    error: str | None = None
+    constraints: dict[str, float] | None = None  # {name: value}, feasible when <= 0; None when it returned none
 
 
 class SmartOptunaSweeperImpl(Sweeper):
@@ -227,7 +244,7 @@ class SmartOptunaSweeperImpl(Sweeper):
                  self.directions)
         self._started = time.monotonic()
         self._returns, self._stop, self._stop_reason = [], None, None
-        self._waiting_logged = False
+        self._waiting_logged = self._constraints_warned = False
         # Stops are the study's, not this process's: every worker of the run stops at the same point.
         self._run = StudyRun.join(study, self.stale_after_s)
         if self._continuous():
@@ -279,23 +296,46 @@ class SmartOptunaSweeperImpl(Sweeper):
         log.info("Study-wide stop (%s%s): %s; no new trial starts (running ones finish)", stop.get("rule"),
                  f", decided by worker {by}" if by else "", self._stop_reason)
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial,
-              outcome: tuple[TrialState, list[float] | None, str | None]) -> None:
-        state, values, error = outcome
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
+        state, values, error, constraints = outcome
         if error:
             study._storage.set_trial_user_attr(trial._trial_id, contract.ATTR_ERROR, error)
             log.warning("Trial %d failed: %s", trial.number, error)
+        if constraints:  # before tell: no reader (another worker's sampler, best_trial) sees it COMPLETE without them
+            self._record_constraints(study, trial, constraints)
         try:
             study.tell(trial, state=state, values=values, skip_if_finished=True)
         except RuntimeError as stop:  # GridSampler calls study.stop() once every point ran, outside study.optimize
             if "Study.stop" not in str(stop):
                 raise
-        log.info("Trial %d: %s%s", trial.number, state.name, f" {values}" if values else "")
+        infeasible = [name for name, value in (constraints or {}).items() if value > 0]
+        log.info("Trial %d: %s%s%s", trial.number, state.name, f" {values}" if values else "",
+                 f" (infeasible: violates {', '.join(infeasible)})" if infeasible else "")
         self._returns.append(outcome)
         if self._stop is None:
             decision = self._decision(study)
             if decision is not None:
                 self._adopt(self._run.record_stop(*decision))
+
+    def _record_constraints(self, study: optuna.Study, trial: optuna.Trial, constraints: dict[str, float]) -> None:
+        """Records the constraints on the trial: as Optuna's list (system attr ``constraints``: what
+        ``FrozenTrial.constraints``, ``Study.best_trial``, the constrained samplers and optuna-dashboard read) and by
+        name (user attr ``constraints``, for the report and people reading the study)."""
+        try:
+            # The list format of Optuna's own constraints_func path, not trial.set_constraint: optuna-dashboard 0.21
+            # reads only the list, and Optuna reads both formats together, so setting both would count each
+            # constraint twice (in the samplers' penalties too).
+            study._storage.set_trial_system_attr(trial._trial_id, OPTUNA_CONSTRAINTS_ATTR, list(constraints.values()))
+            study._storage.set_trial_user_attr(trial._trial_id, contract.ATTR_CONSTRAINTS, dict(constraints))
+        except optuna.exceptions.UpdateFinishedTrialError:  # ended by another worker (stale): tell skips it too
+            return
+        sampler = study.sampler.sampler if isinstance(study.sampler, PerTrialSeed) else study.sampler
+        if not self._constraints_warned and not isinstance(sampler, _CONSTRAINED_SAMPLERS):
+            self._constraints_warned = True
+            log.warning("Trials return constraints (%s) but sampler %s ignores them: it searches as if every trial "
+                        "were feasible (TPE, NSGA-II, NSGA-III and GP samplers use them; the best trial is still the "
+                        "best feasible one). Set objective.infeasible_penalty so that infeasible trials' values are "
+                        "penalised for this sampler", ", ".join(constraints), type(sampler).__name__)
 
     def _stopping(self) -> bool:
         """Whether the study's run has stopped (recorded by any worker); checked before each trial is asked."""
@@ -387,7 +427,7 @@ class SmartOptunaSweeperImpl(Sweeper):
                 future.result()
 
     def _launch(self, study: optuna.Study, trials: Sequence[optuna.Trial], overrides: list[list[str]]
-                ) -> list[tuple[TrialState, list[float] | None, str | None]]:
+                ) -> list[Outcome]:
         job_idx, self.job_idx = self.job_idx, self.job_idx + len(trials)
         for trial in trials:  # where the trial's time starts: benchmarks/sweep_scaling.py measures from here
             study._storage.set_trial_system_attr(trial._trial_id, LAUNCHED_AT, time.time())
@@ -396,35 +436,49 @@ class SmartOptunaSweeperImpl(Sweeper):
             try:
                 returns = self.launcher.launch(overrides, initial_job_idx=job_idx)
             except Exception as error:  # e.g. a joblib worker killed by the OOM killer takes the batch with it
-                return [(TrialState.FAIL, None, f"launcher: {type(error).__name__}: {error}")] * len(trials)
+                return [Outcome(TrialState.FAIL, error=f"launcher: {type(error).__name__}: {error}")] * len(trials)
         return [self._outcome(ret) for ret in returns]
 
-    def _outcome(self, job_return: Any) -> tuple[TrialState, list[float] | None, str | None]:
+    def _outcome(self, job_return: Any) -> Outcome:
+        """The job's return: a number, a list of numbers (one per direction), or an ObjectiveResult (its values and
+        named constraints); an exception it raised."""
         try:
             value = job_return.return_value
         except optuna.TrialPruned:
-            return TrialState.PRUNED, None, None
+            return Outcome(TrialState.PRUNED)
         except Exception as error:
-            return TrialState.FAIL, None, f"{type(error).__name__}: {error}"
+            return Outcome(TrialState.FAIL, error=f"{type(error).__name__}: {error}")
+        constraints = None
+        if isinstance(value, ObjectiveResult):
+            value, constraints = value.values, dict(value.constraints) or None
         try:
             values = [float(v) for v in (value if isinstance(value, Sequence) and not isinstance(value, str)
                                          else [value])]
         except (TypeError, ValueError):
-            return TrialState.FAIL, None, f"the job returned {value!r}, not a number or a list of numbers"
+            return Outcome(TrialState.FAIL, error=f"the job returned {value!r}, not a number or a list of numbers")
         if len(values) != len(self.directions):
-            return TrialState.FAIL, None, (f"the job returned {len(values)} values for {len(self.directions)} "
-                                           "directions")
+            return Outcome(TrialState.FAIL, error=f"the job returned {len(values)} values for "
+                                                  f"{len(self.directions)} directions")
         if not all(math.isfinite(v) for v in values):
-            return TrialState.FAIL, None, f"the objective is not finite: {values}"
-        return TrialState.COMPLETE, values, None
+            return Outcome(TrialState.FAIL, error=f"the objective is not finite: {values}")
+        bad = ", ".join(f"{name}={v}" for name, v in (constraints or {}).items() if not math.isfinite(v))
+        if bad:
+            return Outcome(TrialState.FAIL, error=f"a constraint is not finite: {bad} (constraints must be finite "
+                                                  "numbers, feasible when <= 0)")
+        return Outcome(TrialState.COMPLETE, values, None, constraints)
 
     def _finish(self, study: optuna.Study, storage_url: str, seconds: float) -> None:
         self._run.end_if_done()
         path = write_results(study, self.sweep_dir, redact_url(storage_url), stopped_early=self._stop_reason)
         # Given-back and interrupted trials apart from the failures (tuner_callbacks.report.data.shown_state)
         counts = Counter(shown_state(t) for t in study.get_trials(deepcopy=False))
-        log.info("Sweep of %s done in %.0f s: %s%s; results in %s", study.study_name, seconds, dict(counts),
+        infeasible = len(infeasible_trials(study.get_trials(deepcopy=False)))
+        log.info("Sweep of %s done in %.0f s: %s%s%s; results in %s", study.study_name, seconds, dict(counts),
+                 f" ({infeasible} COMPLETE but infeasible: they violate a constraint)" if infeasible else "",
                  f"; stopped early ({self._stop_reason})" if self._stop_reason else "", path)
+        reason = no_best_reason(study)
+        if reason and counts.get("COMPLETE"):
+            log.warning("No best trial: %s", reason)
         if counts.get("WAITING"):
             log.info("%d enqueued trials were not run (n_trials reached or the sweep stopped): a later run with a "
                      "larger n_trials runs them", counts["WAITING"])
@@ -435,7 +489,7 @@ class SmartOptunaSweeperImpl(Sweeper):
                 version = promote_best_trial_model(study, self.registry_model, self.registry_alias, tracking_uri)
                 if version is not None:
                     log.info("Registry: %s@%s -> version %d (trial %d)", self.registry_model, self.registry_alias,
-                             version, study.best_trial.number)
+                             version, best_trials(study)[0].number)
             except Exception as error:  # the study is safe; the alias can be moved by hand
                 log.warning("Could not move the registry alias to the best trial's model: %s", error)
         running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
@@ -529,13 +583,15 @@ def _send_summary_alert(settings: dict[str, Any], study: optuna.Study, counts: C
         from tuner_callbacks.alerts import build_dispatcher, sweep_summary_alert
 
         best = None
-        if len(study.directions) == 1 and counts.get("COMPLETE"):
-            best = study.best_trial
+        if len(study.directions) == 1:
+            best = next(iter(best_trials(study)), None)  # the best feasible trial
         dispatcher = build_dispatcher(**_plain(settings))
         dispatcher.send(sweep_summary_alert(
             study.study_name, dict(counts), best_value=best.value if best else None,
             best_params=best.params if best else None, metric=(study.metric_names or [None])[0],
-            best_trial=best.number if best else None, duration_s=seconds, stopped_early=stopped_early))
+            best_trial=best.number if best else None, duration_s=seconds, stopped_early=stopped_early,
+            infeasible=len(infeasible_trials(study.get_trials(deepcopy=False))),
+            no_best=no_best_reason(study) if counts.get("COMPLETE") else None))
         dispatcher.close(timeout_s=10.0)
     except Exception as error:  # an alert channel never fails a sweep
         log.warning("Could not send the sweep summary alert: %s", error)

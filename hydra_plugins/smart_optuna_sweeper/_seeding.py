@@ -202,11 +202,14 @@ def warm_start(study: optuna.Study, source: optuna.Study, distributions: Mapping
         user_attrs = {k: v for k, v in trial.user_attrs.items() if k != contract.ATTR_DEFAULTS}
         user_attrs[mark] = {"study": source.study_name, "trial": trial.number}
         dists = {name: distributions.get(name, trial.distributions[name]) for name in params}
+        # Its constraints as Optuna keeps them (list or per name): a trial infeasible there is infeasible here.
+        constraints = {key: value for key, value in trial.system_attrs.items()
+                       if key == "constraints" or key.startswith("constraints:")}
         with warnings.catch_warnings():  # Optuna warns of nothing useful here (experimental arguments)
             warnings.simplefilter("ignore")
             study.add_trial(optuna.trial.create_trial(
                 state=TrialState.COMPLETE, values=list(trial.values), params=params, distributions=dists,
-                user_attrs=user_attrs, intermediate_values=dict(trial.intermediate_values)))
+                user_attrs=user_attrs, system_attrs=constraints, intermediate_values=dict(trial.intermediate_values)))
         copied += 1
     log.info("warm_start_from %r: %d COMPLETE trials copied into %r, %d skipped (parameters outside this search "
              "space)", source.study_name, copied, study.study_name, skipped)

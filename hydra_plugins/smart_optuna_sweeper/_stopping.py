@@ -2,10 +2,11 @@
 
 ``{no_improvement: {trials: K, min_delta: X}}``: the last K finished trials (run in this study, any state) did not
 beat the best value before them by more than X. ``{target: V}``: a trial reached V or better in the study's
-direction. ``{max_seconds: S}``: the study's current run (its first worker's start; _study_run) has lasted S
-seconds. The rules read the study's records, so every worker of a study comes to the same decision; the first one
-that does records it in the study, and every worker launches no new trial once it is recorded, letting the running
-ones finish.
+direction. Both judge the values of feasible trials only: a trial that violates a constraint is no result to stop
+on. ``{max_seconds: S}``: the study's current run (its first worker's start; _study_run) has lasted S seconds. The
+rules read the study's records, so every worker of a study comes to the same decision; the first one that does
+records it in the study, and every worker launches no new trial once it is recorded, letting the running ones
+finish.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from optuna.trial import TrialState
 
 from hydra_plugins.smart_optuna_sweeper._errors import SweepError
 from tuner_callbacks import contract
+from tuner_callbacks.report.feasibility import is_feasible
 
 _KEY = "hydra.sweeper.stop_when"
 _RULES = ("no_improvement", "target", "max_seconds")
@@ -88,7 +90,7 @@ class StopRules:
         trials = study.get_trials(deepcopy=False)
         minimize = study.direction == optuna.study.StudyDirection.MINIMIZE
         if self.target is not None:
-            reached = [t for t in trials if t.state == TrialState.COMPLETE
+            reached = [t for t in trials if _scored(t)
                        and (t.value <= self.target if minimize else t.value >= self.target)]
             if reached:
                 first = min(reached, key=lambda t: t.number)
@@ -106,8 +108,8 @@ class StopRules:
             return None
         window = {t.number for t in run_here[-k:]}
         best = min if minimize else max
-        before = [t.value for t in trials if t.state == TrialState.COMPLETE and t.number not in window]
-        recent = [t.value for t in trials if t.state == TrialState.COMPLETE and t.number in window]
+        before = [t.value for t in trials if _scored(t) and t.number not in window]
+        recent = [t.value for t in trials if _scored(t) and t.number in window]
         if not before:
             return None
         best_before = best(before)
@@ -117,6 +119,11 @@ class StopRules:
                 return None
         return (f"no_improvement: the last {k} finished trials did not improve on the best value {best_before:.6g} "
                 f"by more than {self.min_delta:g}")
+
+
+def _scored(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial whose value counts: COMPLETE and feasible (as for ``Study.best_trial``)."""
+    return trial.state == TrialState.COMPLETE and is_feasible(trial)
 
 
 def _not_run_here(trial: optuna.trial.FrozenTrial) -> bool:

@@ -99,8 +99,8 @@ def test_every_pruner_option_is_recorded_and_rebuilt_for_the_jobs(pruner, built,
 def test_a_job_return_becomes_a_trial_state(value, directions, expected):
     failed = isinstance(value, BaseException)
     job_return = JobReturn(status=JobStatus.FAILED if failed else JobStatus.COMPLETED, _return_value=value)
-    state, values, error = make_impl(directions)._outcome(job_return)
-    assert (state, values) == expected[:2]
+    state, values, error, constraints = make_impl(directions)._outcome(job_return)
+    assert (state, values, constraints) == (*expected[:2], None)
     assert (error is None) == (expected[2] is None) and (expected[2] is None or expected[2] in error)
 
 
