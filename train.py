@@ -5,10 +5,11 @@ from omegaconf import DictConfig
 
 from tacotron2_lightning.app.objective import objective_value
 from tacotron2_lightning.app.training import train
+from tuner_callbacks.objective_result import ObjectiveResult
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | tuple[float, ...]:
+def main(cfg: DictConfig) -> float | tuple[float, ...] | ObjectiveResult:
     metrics, objects = train(cfg)
     return objective_value(cfg, metrics, objects)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tacotron2_lightning.cepstral_decorrelation import cepstral_decorrelation
 from tacotron2_lightning.mcd import mel_cepstral_distortion
 from tacotron2_lightning.model import lengths_to_mask
 
@@ -80,16 +81,29 @@ def duration_ratios(produced_lengths: Tensor, target_lengths: Tensor) -> Tensor:
     return produced_lengths.float() / target_lengths.float().clamp(min=1)
 
 
+def _per_utterance(score, predicted: Tensor, produced_lengths: Tensor, target: Tensor,
+                   target_lengths: Tensor) -> Tensor:
+    values = [score(predicted[i, :, : max(int(produced_lengths[i]), 1)].float().cpu().numpy(),
+                    target[i, :, : int(target_lengths[i])].float().cpu().numpy())
+              for i in range(predicted.size(0))]
+    return torch.tensor(values, dtype=torch.float32)
+
+
 def mel_cepstral_distortions(predicted: Tensor, produced_lengths: Tensor, target: Tensor,
                              target_lengths: Tensor) -> Tensor:
-    """(B,) MCD-DTW in dB of each free-running mel against its recording (see :mod:`tacotron2_lightning.mcd`).
+    """(B,) MCD-DTW in dB of each free-running mel against its recording (see :mod:`tacotron2_lightning.mcd`;
+    NaN for an utterance silent throughout in both).
 
     ``predicted`` (B, C, T1) and ``target`` (B, C, T2) are padded natural-log mels with their valid lengths.
     """
-    values = [mel_cepstral_distortion(predicted[i, :, : max(int(produced_lengths[i]), 1)].float().cpu().numpy(),
-                                      target[i, :, : int(target_lengths[i])].float().cpu().numpy())
-              for i in range(predicted.size(0))]
-    return torch.tensor(values, dtype=torch.float32)
+    return _per_utterance(mel_cepstral_distortion, predicted, produced_lengths, target, target_lengths)
+
+
+def cepstral_decorrelations(predicted: Tensor, produced_lengths: Tensor, target: Tensor,
+                            target_lengths: Tensor) -> Tensor:
+    """(B,) cepstral decorrelation of each free-running mel against its recording, in [0, 2], lower is better
+    (see :mod:`tacotron2_lightning.cepstral_decorrelation`); arguments as :func:`mel_cepstral_distortions`."""
+    return _per_utterance(cepstral_decorrelation, predicted, produced_lengths, target, target_lengths)
 
 
 def word_position_errors(alignments: Tensor, word_timings: Tensor, input_lengths: Tensor, output_lengths: Tensor,

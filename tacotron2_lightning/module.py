@@ -6,9 +6,11 @@ the built-in dataset). Metric names are the project's shared language (see the R
 ``val/loss`` (NVIDIA's loss), ``val/mel_loss``, ``val/gate_loss``, ``val/alignment_score``,
 ``val/diagonality``, ``val/monotonicity``, and from free-running synthesis of a few validation utterances
 ``val/gate_stop_rate``, ``val/inference_diagonality``, ``val/duration_ratio`` (median synthesised over true
-frames; ``val/duration_ratio_iqr`` its spread) and ``val/mcd_dtw`` (mel cepstral distortion against the
-recordings after DTW, dB), and with word timings ``val/alignment_error`` and ``val/alignment_error_ratio``
-(teacher-forced attention against the true word onsets, see :func:`tacotron2_lightning.health.word_position_errors`).
+frames; ``val/duration_ratio_iqr`` its spread), ``val/mcd`` (mel-cepstral distortion against the recordings after
+DTW, dB, as the literature computes it) and ``val/cepstral_decorrelation`` (whether the spectrum moves as the
+recording's: what a sweep optimises, see :mod:`tacotron2_lightning.cepstral_decorrelation`), and with word timings
+``val/alignment_error`` and ``val/alignment_error_ratio`` (teacher-forced attention against the true word onsets,
+see :func:`tacotron2_lightning.health.word_position_errors`).
 """
 
 from __future__ import annotations
@@ -270,7 +272,9 @@ class Tacotron2ModuleBase:
         self.log("val/duration_ratio", quartiles[1], **log_args)
         self.log("val/duration_ratio_iqr", quartiles[2] - quartiles[0], **log_args)
         distortions = health.mel_cepstral_distortions(decoded.mel_postnet, lengths, mel, output_lengths)
-        self.log("val/mcd_dtw", distortions.mean().to(self.device), **log_args)
+        self.log("val/mcd", distortions.nanmean().to(self.device), **log_args)
+        decorrelations = health.cepstral_decorrelations(decoded.mel_postnet, lengths, mel, output_lengths)
+        self.log("val/cepstral_decorrelation", decorrelations.mean().to(self.device), **log_args)
         return {
             "inference_mel": decoded.mel_postnet[0, :, : lengths[0]].float().cpu(),
             "inference_alignment": decoded.alignments[0, : decoder_lengths[0], : input_lengths[0]].float().cpu(),

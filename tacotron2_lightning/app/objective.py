@@ -5,7 +5,9 @@ how the model speaks when it decodes on its own); ``objective=teacher_forced`` c
 :class:`CompositeObjective` of the teacher-forced validation loss instead. A list of objectives makes a
 multi-objective study (e.g. validation loss and :class:`InferenceRealTimeFactor`). Without ``objective``, the
 job returns ``optimized_metric`` as lightning-hydra-template does. Each objective is a callable
-``(metrics, objects) -> float``, so ``TrialPruning(objective=...)`` reports the same value at every validation.
+``(metrics, objects) -> float``, so ``TrialPruning(objective=...)`` reports the same value at every validation; one
+with constraints also has ``result(metrics, objects)``, and the job then returns a
+:class:`~tuner_callbacks.objective_result.ObjectiveResult` that the sweeper records on the trial.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hydra.utils import instantiate
@@ -21,6 +23,7 @@ from omegaconf import DictConfig, ListConfig
 
 from tacotron2_lightning.app.config_validation import ConfigError
 from tuner_callbacks.history import MetricHistory
+from tuner_callbacks.objective_result import ObjectiveResult
 from tuner_callbacks.pruning import pruned_by_trial_pruning
 from tuner_callbacks.stop_reason import get_stop_reason
 
@@ -82,53 +85,63 @@ class CompositeObjective:
 
 
 class SynthesisObjective:
-    """How the model speaks when it decodes on its own, in dB; lower is better.
+    """How the model speaks when it decodes on its own: one validated metric, lower is better, and the conditions a
+    usable model must meet as constraints.
 
-    ``mcd`` (mel cepstral distortion of free-running synthesis against the recordings, after DTW) plus penalties
-    for what MCD alone forgives:
+    * The value is ``metric`` alone (``val/cepstral_decorrelation`` by default: whether the free-running spectrum
+      moves as the recording's does; the metric that ranks ``benchmarks/metric_validity.py``'s ladder and every
+      aligned checkpoint above every unaligned one, which MCD does not).
+    * Constraints (Optuna's convention, feasible when ``<= 0``), recorded on the trial by the sweeper
+      (:class:`~tuner_callbacks.objective_result.ObjectiveResult`), so the study's best trial and the registry's
+      champion are the best *feasible* trial:
 
-    * gate failures: ``gate_weight x (1 - gate_stop_rate)``: utterances that never stop cannot be used;
-    * duration: ``duration_weight x max(0, |duration_ratio - 1| - duration_tolerance)``: speech more than
-      ``duration_tolerance`` (20%) too short or too long, by the median over the health utterances;
-    * alignment failure: ``alignment_weight x max(0, min_alignment - inference_diagonality) / min_alignment``.
+      - ``gate_stop_rate``: ``min_gate_stop_rate - val/gate_stop_rate``: utterances that never stop are unusable;
+      - ``duration_ratio``: how far ``val/duration_ratio`` (median synthesised over recorded length) lies outside
+        ``duration_range``.
+
+    * ``infeasible_penalty`` (0: off) adds ``penalty x`` the sum of the violations to the value: a fallback for
+      samplers that ignore constraints (random, grid, CMA-ES, QMC), where a violation must cost in the value itself.
 
     The metrics are those :class:`~tacotron2_lightning.module.Tacotron2Module` logs at each validation
-    (``health_utterances`` > 0). Teacher-forced loss is a weak guide to how a Tacotron2 sounds, as the model never
-    predicts from its own output there; this judges the synthesis users will hear.
+    (``health_utterances`` > 0). :class:`~tuner_callbacks.TrialPruning` calls the objective at every validation and
+    sees the value (with the penalty, if any).
     """
 
-    def __init__(self, mcd_metric: str = "val/mcd_dtw", gate_metric: str = "val/gate_stop_rate",
-                 gate_weight: float = 10.0, duration_metric: str = "val/duration_ratio",
-                 duration_tolerance: float = 0.2, duration_weight: float = 10.0,
-                 alignment_metric: str = "val/inference_diagonality", min_alignment: float = 0.8,
-                 alignment_weight: float = 5.0):
-        for name, value in (("gate_weight", gate_weight), ("duration_weight", duration_weight),
-                            ("alignment_weight", alignment_weight), ("duration_tolerance", duration_tolerance)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    def __init__(self, metric: str = "val/cepstral_decorrelation", gate_metric: str = "val/gate_stop_rate",
+                 min_gate_stop_rate: float = 0.95, duration_metric: str = "val/duration_ratio",
+                 duration_range: Sequence[float] = (0.85, 1.15), infeasible_penalty: float = 0.0):
+        for name, value in (("min_gate_stop_rate", min_gate_stop_rate), ("infeasible_penalty", infeasible_penalty)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"objective.{name} must be a number >= 0, got {value!r}")
-        if not 0 < min_alignment <= 1:
-            raise ConfigError(f"objective.min_alignment must be in (0, 1], got {min_alignment!r}")
-        self.mcd_metric, self.gate_metric, self.gate_weight = mcd_metric, gate_metric, gate_weight
-        self.duration_metric, self.duration_tolerance, self.duration_weight = (duration_metric, duration_tolerance,
-                                                                               duration_weight)
-        self.alignment_metric, self.min_alignment, self.alignment_weight = (alignment_metric, min_alignment,
-                                                                            alignment_weight)
+        if min_gate_stop_rate > 1:
+            raise ConfigError(f"objective.min_gate_stop_rate is a fraction of utterances, at most 1, got "
+                              f"{min_gate_stop_rate!r}")
+        bounds = list(duration_range) if isinstance(duration_range, Sequence | ListConfig) else None
+        if (bounds is None or len(bounds) != 2 or any(isinstance(b, bool) or not isinstance(b, int | float)
+                                                      for b in bounds) or not 0 < bounds[0] <= bounds[1]):
+            raise ConfigError(f"objective.duration_range must be [low, high] with 0 < low <= high, got "
+                              f"{duration_range!r}")
+        self.metric, self.gate_metric, self.min_gate_stop_rate = metric, gate_metric, float(min_gate_stop_rate)
+        self.duration_metric, self.duration_range = duration_metric, (float(bounds[0]), float(bounds[1]))
+        self.infeasible_penalty = float(infeasible_penalty)
 
-    def parts(self, metrics: Mapping[str, float]) -> dict[str, float]:
-        """The objective's terms by name (``mcd``, ``gate``, ``duration``, ``alignment``), for reports."""
-        parts = {"mcd": metric_value(metrics, self.mcd_metric)}
-        if self.gate_weight:
-            parts["gate"] = self.gate_weight * (1.0 - metric_value(metrics, self.gate_metric))
-        if self.duration_weight:
-            off = abs(metric_value(metrics, self.duration_metric) - 1.0)
-            parts["duration"] = self.duration_weight * max(0.0, off - self.duration_tolerance)
-        if self.alignment_weight:
-            shortfall = self.min_alignment - metric_value(metrics, self.alignment_metric)
-            parts["alignment"] = self.alignment_weight * max(0.0, shortfall) / self.min_alignment
-        return parts
+    def constraints(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """Each constraint's value, feasible when ``<= 0`` (by how much a condition is missed when positive)."""
+        low, high = self.duration_range
+        ratio = metric_value(metrics, self.duration_metric, key="objective.duration_metric")
+        return {"gate_stop_rate": self.min_gate_stop_rate - metric_value(metrics, self.gate_metric,
+                                                                         key="objective.gate_metric"),
+                "duration_ratio": max(low - ratio, ratio - high)}
 
     def __call__(self, metrics: Mapping[str, float], objects: Mapping[str, Any]) -> float:
-        return sum(self.parts(metrics).values())
+        value = metric_value(metrics, self.metric, key="objective.metric")
+        if self.infeasible_penalty:
+            value += self.infeasible_penalty * sum(max(0.0, v) for v in self.constraints(metrics).values())
+        return value
+
+    def result(self, metrics: Mapping[str, float], objects: Mapping[str, Any]) -> ObjectiveResult:
+        """The value with its constraints, for the sweeper to record on the trial."""
+        return ObjectiveResult(values=(self(metrics, objects),), constraints=self.constraints(metrics))
 
 
 class InferenceRealTimeFactor:
@@ -163,8 +176,9 @@ class InferenceRealTimeFactor:
 
 
 def objective_value(cfg: DictConfig, metrics: Mapping[str, float], objects: Mapping[str, Any]
-                    ) -> float | tuple[float, ...]:
-    """What ``train.py`` returns: raises ``optuna.TrialPruned`` for a pruned trial, else the objective(s)."""
+                    ) -> float | tuple[float, ...] | ObjectiveResult:
+    """What ``train.py`` returns: raises ``optuna.TrialPruned`` for a pruned trial, else the objective(s), as an
+    :class:`~tuner_callbacks.objective_result.ObjectiveResult` where an objective has constraints."""
     trainer = objects.get("trainer")
     if trainer is not None and pruned_by_trial_pruning(trainer):
         import optuna
@@ -175,13 +189,21 @@ def objective_value(cfg: DictConfig, metrics: Mapping[str, float], objects: Mapp
     if objective is None:
         return metric_value(metrics, cfg.optimized_metric, key="optimized_metric")
     if isinstance(objective, ListConfig):
-        return tuple(_evaluate(node, metrics, objects) for node in objective)
+        results = [_evaluate(node, metrics, objects) for node in objective]
+        constraints = {name: value for result in results if isinstance(result, ObjectiveResult)
+                       for name, value in result.constraints.items()}
+        values = tuple(float(result.values[0]) if isinstance(result, ObjectiveResult) else result for result in results)
+        return ObjectiveResult(values, constraints) if constraints else values
     return _evaluate(objective, metrics, objects)
 
 
-def _evaluate(node: Any, metrics: Mapping[str, float], objects: Mapping[str, Any]) -> float:
+def _evaluate(node: Any, metrics: Mapping[str, float], objects: Mapping[str, Any]) -> float | ObjectiveResult:
+    """A metric's value, or an objective's: with its constraints where it has them (``result``)."""
     if isinstance(node, str):
         return metric_value(metrics, node)
     if not isinstance(node, DictConfig) or "_target_" not in node:
         raise ConfigError(f"objective: expected a metric name or a node with _target_, got {node!r}")
-    return float(instantiate(node)(metrics, objects))
+    objective = instantiate(node)
+    if hasattr(objective, "result"):
+        return objective.result(metrics, objects)
+    return float(objective(metrics, objects))

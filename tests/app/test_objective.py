@@ -103,31 +103,53 @@ def test_bad_objective_settings_are_named(kwargs, named):
         CompositeObjective(**kwargs)
 
 
-SPOKEN = {"val/mcd_dtw": 7.5, "val/gate_stop_rate": 1.0, "val/duration_ratio": 1.1, "val/inference_diagonality": 0.9}
+SPOKEN = {"val/cepstral_decorrelation": 0.6, "val/mcd": 5.5, "val/gate_stop_rate": 1.0, "val/duration_ratio": 1.1}
 
 
-@pytest.mark.parametrize("changed, expected_parts", [
-    ({}, {"mcd": 7.5, "gate": 0.0, "duration": 0.0, "alignment": 0.0}),  # speaks well: MCD alone
-    ({"val/gate_stop_rate": 0.25}, {"gate": 7.5}),  # 10 dB x 3/4 of the utterances never stopping
-    ({"val/duration_ratio": 1.5}, {"duration": 3.0}),  # 50% too long, 30% beyond the tolerance, x 10
-    ({"val/duration_ratio": 0.5}, {"duration": 3.0}),  # too short counts the same
-    ({"val/inference_diagonality": 0.4}, {"alignment": 2.5}),  # half of the 0.8 floor missing, x 5
+@pytest.mark.parametrize("changed, expected", [
+    ({}, {"gate_stop_rate": -0.05, "duration_ratio": -0.05}),  # speaks well: feasible, with 5 % margins
+    ({"val/gate_stop_rate": 0.25}, {"gate_stop_rate": 0.70}),  # 3/4 never stop: 0.7 short of 0.95
+    ({"val/duration_ratio": 1.5}, {"duration_ratio": 0.35}),  # 50 % too long: 0.35 beyond 1.15
+    ({"val/duration_ratio": 0.5}, {"duration_ratio": 0.35}),  # too short counts the same
 ])
-def test_the_synthesis_objective_is_mcd_plus_what_mcd_forgives(changed, expected_parts):
+def test_the_synthesis_objective_is_the_metric_alone_with_gate_and_duration_constraints(changed, expected):
     objective = SynthesisObjective()
-    parts = objective.parts({**SPOKEN, **changed})
-    assert parts == pytest.approx({"mcd": 7.5, "gate": 0.0, "duration": 0.0, "alignment": 0.0, **expected_parts})
-    assert objective({**SPOKEN, **changed}, {}) == pytest.approx(sum(parts.values()))
+    metrics = {**SPOKEN, **changed}
+    assert objective(metrics, {}) == pytest.approx(0.6)  # the value never carries a penalty by default
+    constraints = objective.constraints(metrics)
+    assert constraints == pytest.approx({"gate_stop_rate": -0.05, "duration_ratio": -0.05, **expected})
+    result = objective.result(metrics, {})
+    assert result.values == pytest.approx((0.6,)) and result.constraints == pytest.approx(constraints)
+    assert result.feasible == (not changed)
+
+
+def test_the_penalty_fallback_adds_the_violations_for_samplers_without_constraints():
+    objective = SynthesisObjective(infeasible_penalty=2.0)
+    assert objective(SPOKEN, {}) == pytest.approx(0.6)  # feasible: no penalty
+    assert objective({**SPOKEN, "val/gate_stop_rate": 0.5, "val/duration_ratio": 1.25}, {}) == pytest.approx(
+        0.6 + 2.0 * (0.45 + 0.10))
+
+
+def test_a_sweep_job_returns_the_value_with_its_constraints_for_the_trial():
+    cfg = OmegaConf.create({"objective": {"_target_": "tacotron2_lightning.app.objective.SynthesisObjective"}})
+    result = objective_value(cfg, {**SPOKEN, "val/gate_stop_rate": 0.5}, {})
+    assert result.values == pytest.approx((0.6,))
+    assert result.constraints == pytest.approx({"gate_stop_rate": 0.45, "duration_ratio": -0.05})
+    assert not result.feasible and float(result) == pytest.approx(0.6)
 
 
 def test_the_synthesis_objective_names_a_metric_that_was_not_logged():
-    with pytest.raises(ConfigError, match="'val/mcd_dtw' was not logged"):
+    with pytest.raises(ConfigError, match="objective.metric='val/cepstral_decorrelation' was not logged"):
         SynthesisObjective()({"val/loss": 1.0}, {})
+    with pytest.raises(ConfigError, match="objective.gate_metric='val/gate_stop_rate' was not logged"):
+        SynthesisObjective().constraints({"val/duration_ratio": 1.0})
 
 
-@pytest.mark.parametrize("kwargs, named", [({"gate_weight": -1}, "gate_weight"),
-                                           ({"duration_tolerance": "wide"}, "duration_tolerance"),
-                                           ({"min_alignment": 1.5}, "min_alignment")])
+@pytest.mark.parametrize("kwargs, named", [({"infeasible_penalty": -1}, "infeasible_penalty"),
+                                           ({"min_gate_stop_rate": "most"}, "min_gate_stop_rate"),
+                                           ({"min_gate_stop_rate": 95}, "min_gate_stop_rate"),
+                                           ({"duration_range": [1.2, 0.8]}, "duration_range"),
+                                           ({"duration_range": 0.15}, "duration_range")])
 def test_bad_synthesis_objective_settings_are_named(kwargs, named):
     with pytest.raises(ConfigError, match=named):
         SynthesisObjective(**kwargs)

@@ -21,7 +21,7 @@ def test_the_final_finite_metrics_are_recorded_for_the_report(tmp_path):
                             "paths": {"output_dir": str(tmp_path)}, "trainer": {"max_steps": 10}})
     summary = {"mlflow_run_id": "r", "best_checkpoint": None, "last_checkpoint": None, "global_step": 10,
                "mlflow_tracking_uri": None}
-    _record_trial(cfg, summary, metrics={"val/loss": 1.5, "val/alignment_error_ratio": 0.8, "val/mcd_dtw": math.nan})
+    _record_trial(cfg, summary, metrics={"val/loss": 1.5, "val/alignment_error_ratio": 0.8, "val/mcd": math.nan})
     attrs = study.trials[0].user_attrs
     assert attrs["metrics"] == {"val/loss": 1.5, "val/alignment_error_ratio": 0.8}
     assert (attrs["mlflow_run_id"], attrs["global_step"]) == ("r", 10)

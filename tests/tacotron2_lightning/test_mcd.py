@@ -1,4 +1,5 @@
-"""Mel cepstral distortion after DTW: the constant, the alignment, and the fast recursion against a plain one."""
+"""Mel-cepstral distortion after DTW: the literature's units and constant, the order, the silence rule, the alignment,
+and the fast recursion against a plain one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from tacotron2_lightning.mcd import dtw_path, mel_cepstra, mel_cepstral_distortion
+from tacotron2_lightning.mcd import dtw_path, mel_cepstra, mel_cepstral_distortion, silent_frames
 
 
 def reference_dtw_path(a, b):
@@ -41,11 +42,48 @@ def dct_matrix(size: int) -> np.ndarray:
     return matrix
 
 
-def test_cepstra_are_the_orthonormal_dct_of_each_frame_without_c0():
+def test_cepstra_are_the_orthonormal_dct_of_each_frame_in_cepstral_units_without_c0():
     rng = np.random.default_rng(0)
     log_mel = rng.normal(size=(16, 7))
     np.testing.assert_allclose(dct_matrix(16) @ dct_matrix(16).T, np.eye(16), atol=1e-12)
-    np.testing.assert_allclose(mel_cepstra(log_mel), (dct_matrix(16) @ log_mel)[1:].T, atol=1e-12)
+    by_dct = (dct_matrix(16) @ log_mel).T / math.sqrt(2 * 16)
+    np.testing.assert_allclose(mel_cepstra(log_mel, order=None), by_dct[:, 1:], atol=1e-12)
+    np.testing.assert_allclose(mel_cepstra(log_mel, order=5), by_dct[:, 1:6], atol=1e-12)
+    np.testing.assert_allclose(mel_cepstra(log_mel, order=5, with_c0=True)[:, 1:], by_dct[:, 1:6], atol=1e-12)
+
+
+def test_cepstra_recover_the_coefficients_of_a_log_spectrum_written_as_a_cosine_series():
+    # log|H(w)| = c0 + 2 sum_k c_k cos(k w), sampled at the channel centres w_m = pi (m + 1/2) / M: the
+    # definition SPTK's mel-cepstrum follows, so values and MCD are on the literature's scale.
+    channels = 80
+    w = np.pi * (np.arange(channels) + 0.5) / channels
+    true = {0: -4.0, 1: 0.8, 2: -0.3, 7: 0.05, 24: 0.01}
+    log_spectrum = true[0] + 2 * sum(c * np.cos(k * w) for k, c in true.items() if k)
+    recovered = mel_cepstra(log_spectrum[:, None], order=30, with_c0=True)[0]
+    np.testing.assert_allclose(recovered, [true.get(k, 0.0) for k in range(31)], atol=1e-12)
+
+
+def test_the_order_decides_which_detail_counts():
+    target = np.zeros((80, 10))
+    w = np.pi * (np.arange(80) + 0.5) / 80
+    predicted = target + 2 * 0.5 * np.cos(30 * w)[:, None]  # harmonic-scale ripple: c30 off by 0.5
+    assert mel_cepstral_distortion(predicted, target) == pytest.approx(0.0, abs=1e-9)  # order 24: not counted
+    assert mel_cepstral_distortion(predicted, target, order=None) == pytest.approx(
+        10 / math.log(10) * math.sqrt(2 * 0.5**2))
+
+
+def test_frames_silent_in_both_are_left_out_and_silence_against_speech_is_not():
+    rng = np.random.default_rng(1)
+    speech = rng.normal(-3.0, 1.0, size=(80, 20))
+    floor = np.full((80, 10), math.log(1e-5))
+    target = np.concatenate([speech, floor], axis=1)
+    hiss = np.concatenate([speech, floor + rng.normal(0, 0.3, size=floor.shape)], axis=1)  # still ~90 dB down
+    assert silent_frames(target).tolist() == [False] * 20 + [True] * 10
+    assert silent_frames(hiss).tolist() == [False] * 20 + [True] * 10
+    assert mel_cepstral_distortion(hiss, target) == pytest.approx(0.0, abs=1e-9)
+    assert mel_cepstral_distortion(hiss, target, silence_db=None) > 0.1  # the old rule scored the hiss
+    talking_through = np.concatenate([speech, rng.normal(-3.0, 1.0, size=(80, 10))], axis=1)
+    assert mel_cepstral_distortion(talking_through, target) > 0.5  # speech where the recording is silent costs
 
 
 def test_mcd_is_zero_for_identical_time_stretched_or_level_shifted_mels():
@@ -60,7 +98,7 @@ def test_mcd_is_zero_for_identical_time_stretched_or_level_shifted_mels():
 def test_mcd_of_one_shifted_cepstral_coefficient_is_the_textbook_constant():
     target = np.zeros((16, 10))
     shift = np.zeros(16)
-    shift[3] = 0.5
+    shift[3] = 0.5 * math.sqrt(2 * 16)
     predicted = target + (dct_matrix(16).T @ shift)[:, None]  # c3 += 0.5 in every frame
     np.testing.assert_allclose(mel_cepstra(predicted)[:, 2], 0.5)
     expected = 10 / math.log(10) * math.sqrt(2 * 0.5**2)
@@ -78,6 +116,9 @@ def test_mcd_names_bad_shapes():
         mel_cepstral_distortion(np.zeros((16, 3)), np.zeros((80, 3)))
     with pytest.raises(ValueError, match="expected a \\(channels >= 2, frames >= 1\\) log-mel, got shape \\(16,\\)"):
         mel_cepstra(np.zeros(16))
+    with pytest.raises(ValueError, match="order must be an integer >= 1 \\(or None: all\\), got 0"):
+        mel_cepstra(np.zeros((16, 3)), order=0)
+    assert mel_cepstra(np.zeros((16, 3)), order=24).shape == (3, 15)  # a smaller mel keeps what it has
 
 
 # Paired test
