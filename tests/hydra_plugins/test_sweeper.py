@@ -31,9 +31,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 SWEEP = [*TINY, "trainer.max_steps=4", "trainer.val_check_interval=2", "callbacks.validation_media=null",
          "callbacks.metric_history.export_formats=[]"]
 # The values of search.yaml's parameters that `python train.py` with the tiny overrides trains: trial 0's.
-CONFIGURED = {"model.learning_rate": 3e-3, "model.weight_decay": 1e-6, "model.guided_attention_weight": 5.0,
-              "model.gate_positive_weight": 50.0, "model.model_config.p_attention_dropout": 0.1,
-              "model.model_config.p_decoder_dropout": 0.1, "data.batch_size": 4}
+CONFIGURED = {"model.learning_rate": 3e-3, "model.gate_positive_weight": 50.0, "model.guided_attention_weight": 5.0,
+              "model.guided_attention_sigma": 0.2, "model.align_loss_weight": 1.0}
 
 
 def sweep(tmp_path, cache, *overrides, check=True, wait=True, env=None):
