@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 from hydra_plugins.smart_optuna_sweeper._pruners import WarmupPruner  # noqa: E402
 from tacotron2_lightning import health  # noqa: E402
 from tacotron2_lightning.app.compare import validation_utterances  # noqa: E402
-from tacotron2_lightning.app.paired_test import paired_permutation_p_value  # noqa: E402
+from tacotron2_lightning.app.paired_statistics import paired_permutation_p_value  # noqa: E402
 from tacotron2_lightning.data.collate import TextMelCollate  # noqa: E402
 from tacotron2_lightning.model import decoder_steps  # noqa: E402
 from tacotron2_lightning.synthesis import load_for_synthesis  # noqa: E402

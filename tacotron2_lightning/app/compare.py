@@ -10,7 +10,7 @@ attention's mean distance in symbols from each word as the audio starts it (as `
 ``val/alignment_error_ratio``; per utterance its error over that mean line error, so it averages to the ratio and
 its paired test is the error's). The prenet's dropout stays on at inference, as NVIDIA's, so both models decode each
 utterance under the same seed. Differences are B - A, tested with
-:func:`~tacotron2_lightning.app.paired_test.paired_permutation_p_value`.
+:func:`~tacotron2_lightning.app.paired_statistics.paired_permutation_p_value`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tacotron2_lightning.app.paired_test import paired_permutation_p_value
+from tacotron2_lightning.app.paired_statistics import paired_permutation_p_value
 from tacotron2_lightning.mcd import mel_cepstral_distortion
 from tuner_callbacks.registry.client import DATA_CONFIG_FILE, Registry, RegistryError
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tacotron2_lightning.app.compare import compare_modules
-from tacotron2_lightning.app.paired_test import paired_permutation_p_value
+from tacotron2_lightning.app.paired_statistics import paired_permutation_p_value
 from tacotron2_lightning.module import Tacotron2Module
 from tests.helpers.batches import synthetic_batch, tiny_config
 from tuner_callbacks.registry import RegistryError
