@@ -21,10 +21,10 @@ from tests.helpers.toy_module import toy_loader, toy_regression_on, toy_trainer
 from tuner_callbacks.alerts import TelegramAlerts
 from tuner_callbacks.early_stopping import SmartEarlyStopping
 from tuner_callbacks.history import MetricHistory
+from tuner_callbacks.param_scheduler import ParamScheduler
 from tuner_callbacks.progress_bar import StepProgressBar
 from tuner_callbacks.pruning import TrialPruning
 from tuner_callbacks.registry import ModelRegistry, Registry
-from tuner_callbacks.scheduling import ParamScheduler
 from tuner_callbacks.stop_reason import get_stop_reason
 
 PACKAGES = ["pytorch_lightning", "lightning.pytorch"]

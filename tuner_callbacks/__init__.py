@@ -15,7 +15,7 @@ _WHERE = {
     "MetricHistory": "tuner_callbacks.history",
     "MetricMilestone": "tuner_callbacks.milestone",
     "ModelRegistry": "tuner_callbacks.registry",
-    "ParamScheduler": "tuner_callbacks.scheduling",
+    "ParamScheduler": "tuner_callbacks.param_scheduler",
     "PreemptionCheckpoint": "tuner_callbacks.preemption",
     "SmartEarlyStopping": "tuner_callbacks.early_stopping",
     "StepProgressBar": "tuner_callbacks.progress_bar",

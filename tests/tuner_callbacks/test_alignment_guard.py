@@ -19,7 +19,7 @@ from tests.helpers.toy_module import ToyRegression, toy_loader, toy_trainer
 from tuner_callbacks.alerts import TelegramAlerts
 from tuner_callbacks.alignment_guard import AlignmentGuard
 from tuner_callbacks.contract import TAG_RECOVERIES
-from tuner_callbacks.scheduling import ParamScheduler
+from tuner_callbacks.param_scheduler import ParamScheduler
 from tuner_callbacks.stop_reason import get_stop_reason
 from tuner_callbacks.watch.rows import describe_state
 

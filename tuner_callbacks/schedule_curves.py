@@ -1,4 +1,4 @@
-"""Schedules: the value of a hyperparameter as a pure function of the step, testable without a Trainer.
+"""Schedule curves: the value of a hyperparameter as a pure function of the step, testable without a Trainer.
 
 Each schedule is a frozen dataclass called as ``schedule(step) -> float``, ``step`` counting from 0 (optimizer
 steps, or epochs). Past ``total_steps`` a schedule holds its final value; torch's ``CosineAnnealingLR`` would
@@ -9,9 +9,9 @@ Why closed forms rather than driving the optimizer with torch's ``lr_scheduler``
 an optimizer's ``lr``, and they are chainable (each ``step()`` multiplies the current lr), so they cannot
 schedule a weight decay or a module attribute, they fight anything else that sets the lr, and a resumed run
 must replay their counter. A closed form gives the value at any step at once, on every rank and after a
-resume, with no state. Torch's classes are the reference curves instead: ``tests/test_scheduling.py`` checks
-that ours equal ``LinearLR``, ``ExponentialLR``, ``StepLR``, ``CosineAnnealingLR``, ``SequentialLR`` (warmup)
-and ``ReduceLROnPlateau`` step by step.
+resume, with no state. Torch's classes are the reference curves instead:
+``tests/tuner_callbacks/test_param_scheduler.py`` checks that ours equal ``LinearLR``, ``ExponentialLR``,
+``StepLR``, ``CosineAnnealingLR``, ``SequentialLR`` (warmup) and ``ReduceLROnPlateau`` step by step.
 
 :func:`build_schedule` turns a plain dict (a Hydra config node) into a schedule.
 

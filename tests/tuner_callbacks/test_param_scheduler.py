@@ -17,9 +17,10 @@ from pytorch_lightning.loggers import CSVLogger
 from tacotron2_lightning.module import Tacotron2Module
 from tests.helpers.batches import repeated_loader, synthetic_batch, tiny_config
 from tests.helpers.toy_module import CollectingLogger, ToyRegression, toy_loader, toy_trainer
-from tuner_callbacks import schedules as schedules_module
-from tuner_callbacks import scheduling as scheduling_module
-from tuner_callbacks.schedules import (
+from tuner_callbacks import param_scheduler as param_scheduler_module
+from tuner_callbacks import schedule_curves as schedule_curves_module
+from tuner_callbacks.param_scheduler import ParamScheduler
+from tuner_callbacks.schedule_curves import (
     Constant,
     Cosine,
     Exponential,
@@ -30,7 +31,6 @@ from tuner_callbacks.schedules import (
     Warmup,
     build_schedule,
 )
-from tuner_callbacks.scheduling import ParamScheduler
 
 CONFIG = Path(__file__).parents[2] / "conf" / "callbacks" / "param_scheduler.yaml"
 
@@ -402,7 +402,8 @@ def test_config_file_instantiates_the_tacotron_use_case():
     assert [curve(step) for step in (0, 300, 600, 900, 1200)] == pytest.approx([5.0, 5.0, 2.5, 0.0, 0.0])
 
 
-@pytest.mark.parametrize("module", [schedules_module, scheduling_module], ids=["schedules", "scheduling"])
+@pytest.mark.parametrize("module", [schedule_curves_module, param_scheduler_module],
+                         ids=["schedule_curves", "param_scheduler"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -1,7 +1,7 @@
 """ParamScheduler: schedules any numeric hyperparameter -- an optimizer's ``lr`` or ``weight_decay``, or any
 attribute of the LightningModule -- per step or per epoch, in anyone's Trainer.
 
-The curves are the pure functions of :mod:`tuner_callbacks.schedules` (see there why not torch's
+The curves are the pure functions of :mod:`tuner_callbacks.schedule_curves` (see there why not torch's
 ``lr_scheduler`` classes). Since a value depends only on the step, a resumed run and every DDP rank compute the
 same value with no communication. Plateau schedules follow a metric, and a schedule with ``start_when`` waits for
 one (its curve starts, step 0, at the first validation where the metric meets a threshold): their state goes into
@@ -24,7 +24,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from tuner_callbacks.lightning_compat import lightning_bases
-from tuner_callbacks.schedules import Plateau, Schedule, base_key, build_schedule
+from tuner_callbacks.schedule_curves import Plateau, Schedule, base_key, build_schedule
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class ParamScheduler(*lightning_bases("Callback")):
     Args:
         schedules: named entries (``{"name": spec}``, Hydra-friendly) or a list of specs. A spec is a mapping
             with ``target``, ``strategy`` and the strategy's arguments (see
-            :func:`~tuner_callbacks.schedules.build_schedule`); ``None`` entries are skipped, so a config can
+            :func:`~tuner_callbacks.schedule_curves.build_schedule`); ``None`` entries are skipped, so a config can
             switch one off. Targets: ``"optimizer.<key>"`` sets ``<key>`` (``lr``, ``weight_decay``, ...) in every
             param group of the first optimizer, ``"optimizer.<key>@<i>"`` in group ``i`` only,
             ``"optimizer<n>.<key>"`` in optimizer ``n``; ``"module.<attr.path>"`` sets an attribute of the
