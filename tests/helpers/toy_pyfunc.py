@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 import yaml
 
-from tuner_callbacks.registry.pyfunc import CHECKPOINT_ARTIFACT, DATA_CONFIG_ARTIFACT, PyfuncModel
+from tuner_callbacks.registry.pyfunc_saving import CHECKPOINT_ARTIFACT, DATA_CONFIG_ARTIFACT, PyfuncModel
 
 
 class ToyPythonModel(mlflow.pyfunc.PythonModel):

@@ -15,7 +15,7 @@ from tests.helpers.toy_pyfunc import ToyPyfunc, toy_pyfunc
 from tuner_callbacks.contract import TAG_STUDY, TAG_TRIAL
 from tuner_callbacks.early_stopping import SmartEarlyStopping
 from tuner_callbacks.registry import ModelRegistry, Registry
-from tuner_callbacks.registry.pyfunc import PyfuncModel, save_pyfunc_model
+from tuner_callbacks.registry.pyfunc_saving import PyfuncModel, save_pyfunc_model
 from tuner_callbacks.registry.tags import git_commit, hparam_tags, metric_tags
 
 

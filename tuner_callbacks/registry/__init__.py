@@ -11,7 +11,7 @@ _WHERE = {
     "ModelRegistry": "tuner_callbacks.registry.callback",
     **{name: "tuner_callbacks.registry.client" for name in
        ("ModelReference", "Registry", "RegistryError", "RegistryLookupError", "parse_reference")},
-    "PyfuncModel": "tuner_callbacks.registry.pyfunc",
+    "PyfuncModel": "tuner_callbacks.registry.pyfunc_saving",
 }
 
 __all__ = sorted(_WHERE)

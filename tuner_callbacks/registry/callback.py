@@ -6,7 +6,7 @@ file that ``save_top_k`` is about to delete, it does not depend on the order in 
 and the file has no optimizer state (a third of the size for Adam). It is still a Lightning checkpoint with
 ``hyper_parameters``, so ``load_for_synthesis`` and ``LightningModule.load_from_checkpoint`` rebuild the model.
 
-With a ``pyfunc_model`` factory (:mod:`~tuner_callbacks.registry.pyfunc`) each version is an MLflow pyfunc model
+With a ``pyfunc_model`` factory (:mod:`~tuner_callbacks.registry.pyfunc_saving`) each version is an MLflow pyfunc model
 that ``mlflow.pyfunc.load_model("models:/NAME@ALIAS")`` loads and ``mlflow models serve`` serves; without one it
 is a plain folder of the checkpoint and ``data.yaml``, which the registry's commands read but MLflow cannot load.
 """
@@ -45,7 +45,7 @@ from tuner_callbacks.registry.client import (
     is_better,
     monitor_value,
 )
-from tuner_callbacks.registry.pyfunc import PyfuncModelFactory, pyfunc_factory, save_pyfunc_model
+from tuner_callbacks.registry.pyfunc_saving import PyfuncModelFactory, pyfunc_factory, save_pyfunc_model
 from tuner_callbacks.stop_reason import get_stop_reason, stop_reason_tags
 
 REGISTER_ON = ("improvement", "end", "both")
@@ -91,7 +91,7 @@ class ModelRegistry(*lightning_bases("Callback")):
         artifact_location: where that experiment keeps artifacts, if the callback creates it (``None``:
             MLflow's default, ``./mlruns`` under the working directory for a SQLite store).
         pyfunc_model: ``factory(checkpoint, data_config) -> PyfuncModel`` (see
-            :mod:`~tuner_callbacks.registry.pyfunc`), or its Hydra config with ``_target_``: each version is then
+            :mod:`~tuner_callbacks.registry.pyfunc_saving`), or its Hydra config with ``_target_``: each version is then
             saved as an MLflow pyfunc model with the checkpoint and data config among its artifacts. ``None``: a
             plain folder, which MLflow cannot load as a model.
 

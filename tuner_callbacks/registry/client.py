@@ -5,7 +5,7 @@ version registered by :class:`~tuner_callbacks.registry.callback.ModelRegistry` 
 MLflow run's artifacts holding ``model.ckpt`` (a weights-only Lightning checkpoint) and, when known,
 ``data.yaml`` (the data config it was validated on); its tags (see :mod:`~tuner_callbacks.registry.tags`)
 say which metric it was registered for and how good it was. When the folder is an MLflow pyfunc model (see
-:mod:`~tuner_callbacks.registry.pyfunc`), the two files lie among its artifacts, where the tags
+:mod:`~tuner_callbacks.registry.pyfunc_saving`), the two files lie among its artifacts, where the tags
 ``checkpoint_file`` and ``data_config_file`` say; without those tags they are at the top of the folder.
 """
 

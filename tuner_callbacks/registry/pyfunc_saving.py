@@ -6,7 +6,7 @@ The registry is generic: it does not know how to load the model it registers. A 
 ``data.yaml`` (``None`` without a data config). The registry adds both files to the model's artifacts under the
 names :data:`CHECKPOINT_ARTIFACT` and :data:`DATA_CONFIG_ARTIFACT` (the model's ``load_context`` reads them from
 ``context.artifacts``), saves the model with ``mlflow.pyfunc.save_model`` and logs the folder as the version.
-Tacotron2's factory is :class:`tacotron2_lightning.app.pyfunc_model.Tacotron2Pyfunc`.
+Tacotron2's factory is :class:`tacotron2_lightning.app.pyfunc_factory.Tacotron2Pyfunc`.
 
 Example:
     >>> def toy_pyfunc(checkpoint, data_config):

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-from tacotron2_lightning.app.pyfunc_model import OUTPUT_COLUMNS, SynthesisRequestError
-from tacotron2_lightning.app.registry_pyfunc import CORE_REQUIREMENTS, Tacotron2Pyfunc, pinned_requirements
+from tacotron2_lightning.app.pyfunc_factory import CORE_REQUIREMENTS, Tacotron2Pyfunc, pinned_requirements
+from tacotron2_lightning.app.served_model import OUTPUT_COLUMNS, SynthesisRequestError
 from tacotron2_lightning.app.training import train
 from tests.helpers.mlflow_stores import using_tracking_uri
 from tests.helpers.train_configs import ONLY_THE_REGISTRY, compose_train_config

@@ -2,7 +2,7 @@
 
 This is the model that ``mlflow.pyfunc.load_model("models:/tacotron2-train@champion")`` returns and that
 ``mlflow models serve`` answers ``/invocations`` with. The registry saves it (see
-:mod:`tacotron2_lightning.app.registry_pyfunc`) with the version's checkpoint and data config as artifacts; it
+:mod:`tacotron2_lightning.app.pyfunc_factory`) with the version's checkpoint and data config as artifacts; it
 synthesises as ``python -m tacotron2_lightning.app.synthesize`` does.
 
 Input: a DataFrame with a ``text`` column, one utterance a row. Output: a DataFrame with a row per input row:
@@ -39,7 +39,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from tacotron2_lightning.synthesis import SynthesisInputError, load_for_synthesis, synthesize, text_to_ids
-from tuner_callbacks.registry.pyfunc import CHECKPOINT_ARTIFACT, DATA_CONFIG_ARTIFACT
+from tuner_callbacks.registry.pyfunc_saving import CHECKPOINT_ARTIFACT, DATA_CONFIG_ARTIFACT
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 ``ModelRegistry`` is generic and does not import this package; ``conf/callbacks/model_registry.yaml`` hands it a
 :class:`Tacotron2Pyfunc` (``_target_``), which says how MLflow loads a version: the model
-(:mod:`~tacotron2_lightning.app.pyfunc_model`, through the models-from-code file
-:mod:`~tacotron2_lightning.app.pyfunc_code`), its signature, an input example and its pip requirements.
+(:mod:`~tacotron2_lightning.app.served_model`, through the models-from-code file
+:mod:`~tacotron2_lightning.app.served_model_code`), its signature, an input example and its pip requirements.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import importlib.metadata
 from pathlib import Path
 from typing import Any
 
-from tuner_callbacks.registry.pyfunc import PyfuncModel
+from tuner_callbacks.registry.pyfunc_saving import PyfuncModel
 
 PROJECT = "smart-tuner"
 # Without the project installed (a checkout on PYTHONPATH), at least what loading the model needs.
@@ -43,7 +43,7 @@ def pinned_requirements(project: str = PROJECT) -> list[str]:
 
 
 class Tacotron2Pyfunc:
-    """Supplies :class:`~tacotron2_lightning.app.pyfunc_model.Tacotron2PythonModel` for each registered version.
+    """Supplies :class:`~tacotron2_lightning.app.served_model.Tacotron2PythonModel` for each registered version.
 
     Args:
         griffin_lim_iters: the default of the served model's ``griffin_lim_iters`` param.
@@ -77,7 +77,7 @@ class Tacotron2Pyfunc:
         from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
         from mlflow.types.schema import Array
 
-        from tacotron2_lightning.app.pyfunc_model import OUTPUT_COLUMNS, TEXT_COLUMN
+        from tacotron2_lightning.app.served_model import OUTPUT_COLUMNS, TEXT_COLUMN
 
         output_types = {"audio": Array(DataType.float), "sampling_rate": DataType.long,
                         "num_samples": DataType.long, "num_frames": DataType.long, "stopped": DataType.boolean}
@@ -92,6 +92,6 @@ class Tacotron2Pyfunc:
     def __call__(self, checkpoint: Path, data_config: Path | None) -> PyfuncModel:
         import pandas as pd
 
-        return PyfuncModel(python_model=str(Path(__file__).with_name("pyfunc_code.py")), signature=self.signature(),
-                           input_example=pd.DataFrame({"text": [self.example_text]}),
+        return PyfuncModel(python_model=str(Path(__file__).with_name("served_model_code.py")),
+                           signature=self.signature(), input_example=pd.DataFrame({"text": [self.example_text]}),
                            pip_requirements=pinned_requirements())
