@@ -83,6 +83,27 @@ def test_the_version_carries_signature_input_example_artifacts_and_pinned_requir
     assert not [p for p in folder.rglob("*") if p.is_file() and registered.encode() in p.read_bytes()]
 
 
+# The models-from-code file that versions registered before app/pyfunc_model.py became app/served_model.py carry.
+CODE_OF_OLDER_VERSIONS = """import mlflow.models
+
+from tacotron2_lightning.app.pyfunc_model import Tacotron2PythonModel
+
+mlflow.models.set_model(Tacotron2PythonModel())
+"""
+
+
+def test_a_version_registered_before_the_served_model_was_renamed_still_loads(registered, tmp_path):
+    import mlflow
+    from mlflow.models import Model
+
+    with using_tracking_uri(registered):
+        folder = Path(mlflow.artifacts.download_artifacts(CHAMPION, dst_path=str(tmp_path)))
+    code_file = Model.load(str(folder / "MLmodel")).flavors["python_function"]["model_code_path"]
+    (folder / Path(code_file).name).write_text(CODE_OF_OLDER_VERSIONS)  # MLflow runs the version's own copy
+    result = mlflow.pyfunc.load_model(str(folder)).predict(pd.DataFrame({"text": ["Hi."]}), params=FAST)
+    assert list(result.columns) == list(OUTPUT_COLUMNS) and len(result) == 1
+
+
 @pytest.mark.parametrize(("frame", "params", "message"), [
     (pd.DataFrame({"words": ["Hi."]}), FAST, r"missing inputs \['text'\]"),  # MLflow's check of the signature
     (pd.DataFrame({"text": ["Hi.", "   "]}), FAST, r"Row 1 of column 'text': text '   ' has nothing to synthesise"),
