@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import codecs
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +74,31 @@ def _undecodable(where: str, error: UnicodeDecodeError) -> str:
     return f"{where}: not UTF-8 text ({error.reason} at byte {error.start} of the line)"
 
 
+def _read_table(path: Path, utterance: Callable[[list[str], str], Utterance | None], expected: str,
+                skip_bad: bool) -> list[Utterance]:
+    """The utterances of a ``|``-separated file, one a line: ``utterance(fields, "file:line")`` makes one, or None
+    for a line that is not as ``expected`` describes; blank lines are skipped, malformed ones settled as
+    :func:`settle_problems` says. Raises DataError naming the file when it lists no utterance."""
+    utterances, malformed = [], []
+    for number, line in enumerate(_read_lines(path), start=1):
+        where = f"{path}:{number}"
+        if isinstance(line, UnicodeDecodeError):
+            malformed.append(_undecodable(where, line))
+            continue
+        if not line.strip():
+            continue
+        made = utterance(line.split("|"), where)
+        if made is None:
+            malformed.append(f"{where}: expected {expected}, got {line!r}")
+            continue
+        utterances.append(made)
+    settle_problems(malformed, len(utterances) + len(malformed), "malformed line", skip_bad)
+    if not utterances:
+        raise DataError(f"{path} lists no utterances" + (f" ({len(malformed)} malformed line(s) skipped)"
+                                                         if malformed else ""))
+    return utterances
+
+
 def read_ljspeech(root: str | Path, use_normalized_text: bool = True, *, skip_bad: bool = False) -> list[Utterance]:
     """Utterances of an LJSpeech-style folder: ``metadata.csv`` lines ``id|text|normalized_text``.
 
@@ -87,26 +112,15 @@ def read_ljspeech(root: str | Path, use_normalized_text: bool = True, *, skip_ba
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"LJSpeech folder not found: {root}")
-    metadata = root / "metadata.csv"
-    utterances, malformed = [], []
-    for number, line in enumerate(_read_lines(metadata), start=1):
-        where = f"{metadata}:{number}"
-        if isinstance(line, UnicodeDecodeError):
-            malformed.append(_undecodable(where, line))
-            continue
-        if not line.strip():
-            continue
-        fields = line.split("|")
+
+    def utterance(fields: list[str], where: str) -> Utterance | None:
         if len(fields) not in (2, 3) or not fields[0].strip():
-            malformed.append(f"{where}: expected 'id|text|normalized_text' (or 'id|text'), got {line!r}")
-            continue
+            return None
         text = fields[2] if use_normalized_text and len(fields) == 3 and fields[2].strip() else fields[1]
-        utterances.append(Utterance(root / "wavs" / f"{fields[0].strip()}.wav", text, where))
-    settle_problems(malformed, len(utterances) + len(malformed), "malformed line", skip_bad)
-    if not utterances:
-        raise DataError(f"{metadata} lists no utterances" + (f" ({len(malformed)} malformed line(s) skipped)"
-                                                             if malformed else ""))
-    return utterances
+        return Utterance(root / "wavs" / f"{fields[0].strip()}.wav", text, where)
+
+    return _read_table(root / "metadata.csv", utterance, "'id|text|normalized_text' (or 'id|text')",
+                       skip_bad)
 
 
 def read_filelist(path: str | Path, audio_root: str | Path | None = None, *,
@@ -121,22 +135,11 @@ def read_filelist(path: str | Path, audio_root: str | Path | None = None, *,
     """
     path = Path(path)
     base = Path(audio_root) if audio_root is not None else path.parent
-    utterances, malformed = [], []
-    for number, line in enumerate(_read_lines(path), start=1):
-        where = f"{path}:{number}"
-        if isinstance(line, UnicodeDecodeError):
-            malformed.append(_undecodable(where, line))
-            continue
-        if not line.strip():
-            continue
-        fields = line.split("|")
+
+    def utterance(fields: list[str], where: str) -> Utterance | None:
         if len(fields) < 2 or not fields[0].strip():
-            malformed.append(f"{where}: expected 'path/to/audio.wav|text', got {line!r}")
-            continue
+            return None
         audio = Path(fields[0].strip())
-        utterances.append(Utterance(audio if audio.is_absolute() else base / audio, fields[1], where))
-    settle_problems(malformed, len(utterances) + len(malformed), "malformed line", skip_bad)
-    if not utterances:
-        raise DataError(f"{path} lists no utterances" + (f" ({len(malformed)} malformed line(s) skipped)"
-                                                         if malformed else ""))
-    return utterances
+        return Utterance(audio if audio.is_absolute() else base / audio, fields[1], where)
+
+    return _read_table(path, utterance, "'path/to/audio.wav|text'", skip_bad)
