@@ -47,7 +47,6 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-from hydra_plugins.smart_optuna_sweeper._pruners import WarmupPruner  # noqa: E402
 from tacotron2_lightning import health  # noqa: E402
 from tacotron2_lightning.app.compare import validation_utterances  # noqa: E402
 from tacotron2_lightning.app.paired_statistics import paired_permutation_p_value  # noqa: E402
@@ -56,6 +55,7 @@ from tacotron2_lightning.model import decoder_steps  # noqa: E402
 from tacotron2_lightning.synthesis import load_for_synthesis  # noqa: E402
 from tuner_callbacks import contract  # noqa: E402
 from tuner_callbacks.learning_curve_pruner import LearningCurvePruner  # noqa: E402
+from tuner_callbacks.warmup_pruner import WarmupPruner  # noqa: E402
 
 # What every run shares: no media, no registry, no MLflow, a checkpoint of the last weights only.
 QUIET = ["logger=none", "callbacks.validation_media=null", "callbacks.rich_progress_bar=null",

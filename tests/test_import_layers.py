@@ -125,3 +125,51 @@ def test_importing_every_module_of_a_package_loads_no_forbidden_one(package, ski
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded and not [m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden)]
+
+
+# Names resolved at run time, which no import statement shows: each class name one layer writes down for another to
+# import later must be public and in a layer the reader may import. The sweeper records its pruner in the study;
+# every job, a tuner_callbacks reader, rebuilds it from there.
+RECORDABLE = ("optuna.", "tuner_callbacks.")
+
+
+def recorded_targets(record: object) -> list[str]:
+    """Every ``_target_`` in a record, nested ones included."""
+    if not isinstance(record, dict):
+        return []
+    own = [record["_target_"]] if "_target_" in record else []
+    return own + [name for value in record.values() for name in recorded_targets(value)]
+
+
+def pruner_options() -> list[str]:
+    from hydra.core.config_store import ConfigStore
+
+    import hydra_plugins.smart_optuna_sweeper.config  # noqa: F401  (registers the config groups)
+
+    return sorted(name.removesuffix(".yaml") for name in ConfigStore.instance().list("hydra/sweeper/pruner")
+                  if name.endswith(".yaml"))
+
+
+def test_there_are_pruner_options_to_check():
+    assert {"median", "wilcoxon", "patient", "learning_curve"} <= set(pruner_options())
+
+
+@pytest.mark.parametrize("pruner", pruner_options())
+def test_the_pruner_a_sweep_records_names_only_classes_its_jobs_may_import(pruner):
+    from hydra_plugins.smart_optuna_sweeper._pruners import pruner_record
+    from tests.hydra_plugins.scripted_sweep import search_config
+
+    # hparams=search sets a warm-up, so the pruners without one of their own are wrapped.
+    record = pruner_record(search_config(f"hydra/sweeper/pruner={pruner}").hydra.sweeper.pruner)
+    names = recorded_targets(record)
+    assert names and all(name.startswith(RECORDABLE) and "._" not in name for name in names), names
+
+
+def test_old_names_in_recorded_studies_map_to_public_importable_classes():
+    import importlib
+
+    from tuner_callbacks.optuna_storage import RENAMED_TARGETS
+
+    for new in RENAMED_TARGETS.values():
+        module, _, name = new.rpartition(".")
+        assert new.startswith(RECORDABLE) and "._" not in new and hasattr(importlib.import_module(module), name)

@@ -22,6 +22,7 @@ _WHERE = {
     "StopReason": "tuner_callbacks.stop_reason",
     "TelegramAlerts": "tuner_callbacks.alerts",
     "TrialPruning": "tuner_callbacks.pruning",
+    "WarmupPruner": "tuner_callbacks.warmup_pruner",
     "get_stop_reason": "tuner_callbacks.stop_reason",
     "set_stop_reason": "tuner_callbacks.stop_reason",
 }

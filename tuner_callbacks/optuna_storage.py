@@ -12,10 +12,12 @@ given the masked URL takes the password from there.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from tuner_callbacks.mlflow_utils import MASK, redact_url
@@ -101,17 +103,52 @@ def _unmasked(url: str) -> str:
 # Optuna keeps no pruner in the storage: a job loading the study would get the default MedianPruner, not the one
 # the sweep was configured with. The sweeper records its pruner's config here; TrialPruning rebuilds it.
 PRUNER_ATTR = "smart_tuner:pruner"
+# Class names that studies recorded by older versions hold -> the public name of the class now. They are mapped
+# here, by name, so that a job reads such a study without importing the sweeper's package.
+RENAMED_TARGETS = {
+    "hydra_plugins.smart_optuna_sweeper._pruners.WarmupPruner": "tuner_callbacks.warmup_pruner.WarmupPruner",
+}
+# Older versions stored a record with inner pruners as {"_target_": this, "config": record}.
+_NESTED_RECORD = "hydra.utils.instantiate"
 
 
 def record_pruner(study: Any, pruner_config: dict[str, Any]) -> None:
-    """Stores a pruner's ``{"_target_": ..., **kwargs}`` config in the study's system attributes."""
+    """Stores a pruner's record (see :func:`pruner_from_record`) in the study's system attributes."""
     study._storage.set_study_system_attr(study._study_id, PRUNER_ATTR, pruner_config)
+
+
+def pruner_from_record(record: Mapping[str, Any]) -> Any:
+    """The pruner a record describes: ``{"_target_": "package.module.Class", **kwargs}``, where a keyword argument
+    that is a record itself (a wrapped pruner) is built first. Records hold public names (``optuna.pruners...``,
+    ``tuner_callbacks...``); the old names in :data:`RENAMED_TARGETS` are read as the classes they became.
+
+    Raises:
+        ValueError: naming the ``_target_`` when the record has none or it names no importable class.
+
+    Example:
+        >>> pruner_from_record({"_target_": "tuner_callbacks.warmup_pruner.WarmupPruner", "n_warmup_steps": 300,
+        ...                     "wrapped_pruner": {"_target_": "optuna.pruners.WilcoxonPruner"}})  # doctest: +ELLIPSIS
+        <tuner_callbacks.warmup_pruner.WarmupPruner object at ...>
+    """
+    config = dict(record)
+    if config.get("_target_") == _NESTED_RECORD and set(config) == {"_target_", "config"}:
+        config = dict(config["config"])
+    target = config.pop("_target_", None)
+    if not isinstance(target, str) or "." not in target:
+        raise ValueError(f"a pruner record needs a _target_ naming a class (module.Class), got {record!r}")
+    target = RENAMED_TARGETS.get(target, target)
+    module, _, name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"pruner record: _target_ {target!r} cannot be imported: {error}") from error
+    arguments = {key: pruner_from_record(value) if isinstance(value, Mapping) and "_target_" in value else value
+                 for key, value in config.items()}
+    return cls(**arguments)
 
 
 def load_study_with_pruner(study_name: str, storage_url: str) -> Any:
     """The study, with the pruner its sweep recorded (Optuna's default when none was)."""
-    import importlib
-
     import optuna
 
     storage = open_storage(storage_url, shared=True)
@@ -119,11 +156,8 @@ def load_study_with_pruner(study_name: str, storage_url: str) -> Any:
         study_id = storage.get_study_id_from_name(study_name)
     except KeyError as error:
         raise ValueError(f"no study {study_name!r} in {storage_url}") from error
-    config = dict(storage.get_study_system_attrs(study_id).get(PRUNER_ATTR) or {})
-    pruner = None
-    if config:
-        module, _, name = config.pop("_target_").rpartition(".")
-        pruner = getattr(importlib.import_module(module), name)(**config)
+    record = storage.get_study_system_attrs(study_id).get(PRUNER_ATTR)
+    pruner = pruner_from_record(record) if record else None
     return optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
 
 

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from hydra_plugins.smart_optuna_sweeper import _budget, _seeding
 from hydra_plugins.smart_optuna_sweeper._errors import SweepError
 from hydra_plugins.smart_optuna_sweeper._liveness import LAUNCHED_AT, Heartbeat, claim, is_own, recover_stale_trials
-from hydra_plugins.smart_optuna_sweeper._pruners import build_pruner, pruner_record, storable
+from hydra_plugins.smart_optuna_sweeper._pruners import build_pruner, pruner_record
 from hydra_plugins.smart_optuna_sweeper._results import promote_best_trial_model, write_results
 from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace, SearchSpaceError, encode_value
 from hydra_plugins.smart_optuna_sweeper._secrets import guard_secrets
@@ -200,7 +200,7 @@ class SmartOptunaSweeperImpl(Sweeper):
         if recorded is None:
             study._storage.set_study_system_attr(study._study_id, SEARCH_SPACE_ATTR, _space_record(space))
         if self.pruner_record is not None:  # jobs rebuild the pruner from it (TrialPruning)
-            record_pruner(study, storable(self.pruner_record))
+            record_pruner(study, self.pruner_record)
         names = self.metric_names
         if names and study.metric_names is None:
             with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna

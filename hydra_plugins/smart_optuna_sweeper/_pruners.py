@@ -3,11 +3,13 @@
 Every pruner config takes ``n_warmup_steps`` (no trial is pruned before that global step), so a search config can
 set a warm-up whichever pruner the command line picks. Where Optuna's class has the argument it is passed as is;
 a ``HyperbandPruner`` gets it as its ``min_resource`` floor (Optuna's samplers look for a HyperbandPruner by type, so
-it stays unwrapped); a ``NopPruner`` drops it; any other pruner is wrapped in :class:`WarmupPruner`.
+it stays unwrapped); a ``NopPruner`` drops it; any other pruner is wrapped in
+:class:`tuner_callbacks.warmup_pruner.WarmupPruner`.
 
-Jobs rebuild the pruner from the study's record (``tuner_callbacks.optuna_storage.load_study_with_pruner``), which
-calls the record's ``_target_`` with the other keys. A nested record (a wrapped pruner) is stored as
-``{"_target_": "hydra.utils.instantiate", "config": {...}}`` so that call builds the inner pruners too.
+The sweeper and its jobs build the pruner from the same record, with
+:func:`tuner_callbacks.optuna_storage.pruner_from_record` (jobs read it from the study). A record names only public
+classes (``optuna.*``, ``tuner_callbacks.*``, or a user's own ``_target_``), never this package, so that a job
+rebuilds it without importing the sweeper.
 """
 
 from __future__ import annotations
@@ -18,33 +20,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import optuna
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.smart_optuna_sweeper._errors import SweepError
+from tuner_callbacks.optuna_storage import pruner_from_record
+from tuner_callbacks.warmup_pruner import WarmupPruner  # this module's old name: RENAMED_TARGETS maps it
 
 WARMUP = "n_warmup_steps"
 _KEY = "hydra.sweeper.pruner"
-
-
-class WarmupPruner(optuna.pruners.BasePruner):
-    """Prunes only from global step ``n_warmup_steps`` on, and then when ``wrapped_pruner`` says so.
-
-    The wrapped pruner is asked at every step (successive halving records its rungs as it goes); its earlier answers
-    are ignored.
-
-    Example:
-        >>> pruner = WarmupPruner(optuna.pruners.WilcoxonPruner(), n_warmup_steps=300)
-    """
-
-    def __init__(self, wrapped_pruner: optuna.pruners.BasePruner, n_warmup_steps: int) -> None:
-        if isinstance(n_warmup_steps, bool) or not isinstance(n_warmup_steps, int) or n_warmup_steps < 0:
-            raise ValueError(f"`n_warmup_steps` must be an integer >= 0, got {n_warmup_steps!r}")
-        self.wrapped_pruner, self.n_warmup_steps = wrapped_pruner, n_warmup_steps
-
-    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        decision = self.wrapped_pruner.prune(study, trial)
-        return bool(decision) and trial.last_step is not None and trial.last_step >= self.n_warmup_steps
 
 
 def pruner_record(node: Any, key: str = _KEY) -> dict[str, Any]:
@@ -73,7 +57,8 @@ def pruner_record(node: Any, key: str = _KEY) -> dict[str, Any]:
         if isinstance(min_resource, bool) or not isinstance(min_resource, int):
             raise SweepError(f"{key}.min_resource must be an integer, got {min_resource!r}")
         return {**config, "min_resource": max(min_resource, warmup)}
-    return {"_target_": f"{__name__}.{WarmupPruner.__name__}", "wrapped_pruner": config, WARMUP: warmup}
+    return {"_target_": f"{WarmupPruner.__module__}.{WarmupPruner.__name__}", "wrapped_pruner": config,
+            WARMUP: warmup}
 
 
 def build_pruner(record: Mapping[str, Any], key: str = _KEY) -> optuna.pruners.BasePruner:
@@ -82,18 +67,10 @@ def build_pruner(record: Mapping[str, Any], key: str = _KEY) -> optuna.pruners.B
     try:
         with warnings.catch_warnings():  # "PatientPruner is experimental": noise in every sweep's log
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            pruner = instantiate(dict(record))
+            pruner = pruner_from_record(record)
     except Exception as error:
         raise SweepError(f"{key}: cannot build the pruner {record.get('_target_')!r}: {error}") from error
     if not isinstance(pruner, optuna.pruners.BasePruner):
         raise SweepError(f"{key}._target_={record.get('_target_')!r} built a {type(pruner).__name__}, not an Optuna "
                          "pruner")
     return pruner
-
-
-def storable(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The record as ``record_pruner`` stores it: flat records as they are, nested ones through Hydra's
-    ``instantiate`` (``load_study_with_pruner`` passes the top level's keys as arguments, unbuilt)."""
-    if any(isinstance(value, Mapping) for value in record.values()):
-        return {"_target_": "hydra.utils.instantiate", "config": dict(record)}
-    return dict(record)

@@ -8,7 +8,7 @@ Search spaces are written as in hydra-optuna-sweeper (``params:`` with ``choice`
 Every pruner takes ``n_warmup_steps``: no trial is pruned before that global step. Median, percentile,
 learning_curve (and any pruner whose class has the argument) get it as their own; hyperband raises its
 ``min_resource`` to it (Optuna's samplers treat a HyperbandPruner specially, so it is not wrapped); nop ignores it;
-the others are wrapped in ``_pruners.WarmupPruner``, which asks them only from that step on.
+the others are wrapped in ``tuner_callbacks.WarmupPruner``, which asks them only from that step on.
 """
 
 from dataclasses import dataclass, field

@@ -8,9 +8,9 @@ import pytest
 from optuna.trial import TrialState
 
 from hydra_plugins.smart_optuna_sweeper._impl import SweepError
-from hydra_plugins.smart_optuna_sweeper._pruners import WarmupPruner, build_pruner, pruner_record, storable
+from hydra_plugins.smart_optuna_sweeper._pruners import build_pruner, pruner_record
 from tests.hydra_plugins.scripted_sweep import load, scripted_sweeper, search_config
-from tuner_callbacks import LearningCurvePruner
+from tuner_callbacks import LearningCurvePruner, WarmupPruner
 from tuner_callbacks.optuna_storage import load_study_with_pruner, load_trial, record_pruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -50,7 +50,7 @@ def test_patient_pruner_wrapping_median_with_a_warmup_round_trips_through_the_st
     record = pruner_record(config)
     storage = f"sqlite:///{tmp_path / 'o.db'}"
     study = optuna.create_study(study_name="s", storage=storage, pruner=build_pruner(record))
-    record_pruner(study, storable(record))
+    record_pruner(study, record)
     finished_trials(study, [{100: 1.0, 200: 0.5, 300: 0.2}] * 2)
     number = study.ask().number
     job_trial = load_trial("s", storage, number)  # what TrialPruning in a job uses
@@ -74,7 +74,7 @@ def test_patient_pruner_wrapping_median_with_a_warmup_round_trips_through_the_st
     ({"_target_": "optuna.pruners.NopPruner", "n_warmup_steps": 50}, {"_target_": "optuna.pruners.NopPruner"}),
     ({"_target_": "optuna.pruners.WilcoxonPruner", "n_warmup_steps": 0}, {"_target_": "optuna.pruners.WilcoxonPruner"}),
     ({"_target_": "optuna.pruners.WilcoxonPruner", "p_threshold": 0.2, "n_warmup_steps": 50},
-     {"_target_": "hydra_plugins.smart_optuna_sweeper._pruners.WarmupPruner", "n_warmup_steps": 50,
+     {"_target_": "tuner_callbacks.warmup_pruner.WarmupPruner", "n_warmup_steps": 50,
       "wrapped_pruner": {"_target_": "optuna.pruners.WilcoxonPruner", "p_threshold": 0.2}}),
     ({"_target_": "optuna.pruners.PatientPruner", "wrapped_pruner": None, "patience": 2},
      {"_target_": "optuna.pruners.PatientPruner", "wrapped_pruner": None, "patience": 2}),
@@ -104,10 +104,10 @@ def test_optuna_refusing_an_argument_is_named_too():
                                     "patience": -1}))
 
 
-def test_a_flat_record_is_stored_as_is_and_a_nested_one_through_instantiate():
-    assert storable(MEDIAN) == MEDIAN
-    nested = pruner_record({"_target_": "optuna.pruners.WilcoxonPruner", "n_warmup_steps": 5})
-    assert storable(nested) == {"_target_": "hydra.utils.instantiate", "config": nested}
+def test_the_warmup_pruner_keeps_its_old_name_for_code_that_imports_it():
+    from hydra_plugins.smart_optuna_sweeper import _pruners
+
+    assert _pruners.WarmupPruner is WarmupPruner
 
 
 def curve_settings(pruner):
@@ -124,7 +124,7 @@ def test_learning_curve_is_a_pruner_option_that_jobs_rebuild_with_its_settings(t
     assert record["_target_"] == "tuner_callbacks.learning_curve_pruner.LearningCurvePruner"
     storage = f"sqlite:///{tmp_path / 'o.db'}"
     study = optuna.create_study(study_name="s", storage=storage, pruner=build_pruner(record))
-    record_pruner(study, storable(record))
+    record_pruner(study, record)
     rebuilt = load_study_with_pruner("s", storage).pruner  # what a job's TrialPruning gets
     assert type(rebuilt) is type(study.pruner) is LearningCurvePruner
     assert curve_settings(rebuilt) == curve_settings(study.pruner) == (600, 0.01, 5, 300, 5, ("power_law",))
