@@ -22,8 +22,9 @@ the guard has nothing to roll back to: failures count from ``warmup_steps`` on, 
 the remedy in place.
 
 Each recovery is logged as the metric ``alignment_guard/recoveries`` at its step, as MLflow tags
-(``alignment_guard.recoveries``, ``alignment_guard.last``), and as an alert through a ``TelegramAlerts`` in the
-same Trainer. Under DDP every rank keeps its own (identical) snapshot and follows rank zero's decision.
+(``alignment_guard.recoveries``, ``alignment_guard.last``), and as an alert through the alert callbacks given as
+``alerts``, or by default every ``TelegramAlerts`` in the same Trainer. Under DDP every rank keeps its own
+(identical) snapshot and follows rank zero's decision.
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ class AlignmentGuard(*lightning_bases("Callback")):
         max_recoveries: recoveries allowed; the failure after them stops the run.
         snapshot_dir: where rank zero also writes the healthy snapshot (None: memory only, so a run resumed
             from a checkpoint has nothing to roll back to until its next healthy validation).
+        alerts: the callbacks that send each recovery as an alert (``TelegramAlerts``, or anything with
+            ``send(alert)``), also to be in the Trainer's callbacks; ``[]``: none. ``None`` (what a Hydra config
+            gets, as one callback's config cannot name another): every ``TelegramAlerts`` in the Trainer's callbacks.
 
     Example:
         >>> guard = AlignmentGuard("val/alignment_score", threshold=0.25, patience=2,
@@ -102,7 +106,7 @@ class AlignmentGuard(*lightning_bases("Callback")):
     def __init__(self, monitor: str = "val/alignment_score", mode: str = "max", threshold: float = 0.25,
                  patience: int = 2, collapse_drop: float | None = 0.5, warmup_steps: int = 0,
                  remedies: Sequence[Mapping[str, Any]] = ({"lr_factor": 0.5},), max_recoveries: int = 2,
-                 snapshot_dir: str | Path | None = None):
+                 snapshot_dir: str | Path | None = None, alerts: Sequence[Any] | None = None):
         super().__init__()
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"`monitor` must be a metric name, got {monitor!r}")
@@ -119,11 +123,15 @@ class AlignmentGuard(*lightning_bases("Callback")):
             raise ValueError(f"`collapse_drop` must be a fraction in (0, 1) or None, got {collapse_drop!r}")
         if isinstance(remedies, Mapping | str) or not remedies:
             raise ValueError(f"`remedies` must be a non-empty list of mappings, got {remedies!r}")
+        if alerts is not None and (isinstance(alerts, str) or not isinstance(alerts, Sequence)
+                                   or not all(callable(getattr(a, "send", None)) for a in alerts)):
+            raise ValueError(f"`alerts` must be a list of alert callbacks (with a send method) or None, got {alerts!r}")
         self.monitor, self.mode, self.threshold = monitor, mode, float(threshold)
         self.patience, self.collapse_drop, self.warmup_steps = patience, collapse_drop, warmup_steps
         self.remedies = [_check_remedy(i, remedy) for i, remedy in enumerate(remedies)]
         self.max_recoveries = max_recoveries
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir is not None else None
+        self.alerts = list(alerts) if alerts is not None else None
         # State (checkpointed).
         self.recoveries = 0
         self.failed_checks = 0
@@ -291,13 +299,19 @@ class AlignmentGuard(*lightning_bases("Callback")):
                                               f"step {record['step']}: {record['failure']}; {record['remedy']}")
             except Exception as error:  # a logger's hiccup must not end the run being rescued
                 rank_zero_warn(f"AlignmentGuard could not log the recovery to {type(logger).__name__}: {error}")
-        from tuner_callbacks.alerts import TelegramAlerts
         from tuner_callbacks.alerts.templates import recovery_alert
 
-        for callback in trainer.callbacks:
-            if isinstance(callback, TelegramAlerts):
-                callback.send(recovery_alert(self.recoveries, self.max_recoveries, record["step"], record["failure"],
-                                             record["remedy"], callback.trial_number, callback.study_name))
+        for callback in self._alert_callbacks(trainer):
+            callback.send(recovery_alert(self.recoveries, self.max_recoveries, record["step"], record["failure"],
+                                         record["remedy"], getattr(callback, "trial_number", None),
+                                         getattr(callback, "study_name", None)))
+
+    def _alert_callbacks(self, trainer: pl.Trainer) -> list[Any]:
+        if self.alerts is not None:
+            return self.alerts
+        from tuner_callbacks.alerts import TelegramAlerts
+
+        return [callback for callback in trainer.callbacks if isinstance(callback, TelegramAlerts)]
 
     def _stop(self, trainer: pl.Trainer, failure: str, value: float) -> None:
         message = f"{failure}, after {self.recoveries} recoveries (max_recoveries {self.max_recoveries})"

@@ -130,6 +130,31 @@ def test_a_recovery_reaches_mlflow_the_alerts_and_watch(tmp_path):
     assert describe_state(run.info.status, run.data.tags)[0] == "finished, rolled back 1x"
 
 
+class AlertSink:
+    """An alert callback as AlignmentGuard's ``alerts`` takes one: anything with ``send(alert)``."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, alert):
+        self.sent.append(alert)
+
+
+def test_recoveries_go_to_the_alert_callbacks_given_and_to_no_other(tmp_path):
+    given, other = AlertSink(), TelegramAlerts(token=None, chat_id=None)  # no token: alerts go to the log
+    sent_by_other = []
+    other.send = sent_by_other.append  # in the Trainer, but not given: the guard must not look it up
+    fit(tmp_path, [lr_spike(), guard(alerts=[given]), other])
+    assert len(given.sent) == 1 and "rolled back" in given.sent[0].title
+    assert sent_by_other and not [alert for alert in sent_by_other if alert.kind == "recovery"]
+
+
+@pytest.mark.parametrize("alerts", ["telegram", [object()], {"send": print}])
+def test_alerts_that_cannot_send_are_refused_naming_the_argument(alerts):
+    with pytest.raises(ValueError, match="`alerts` must be a list of alert callbacks"):
+        guard(alerts=alerts)
+
+
 def test_a_resumed_run_rolls_back_to_the_snapshot_taken_before_it_was_stopped(tmp_path):
     snapshots = tmp_path / "snapshots"
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
