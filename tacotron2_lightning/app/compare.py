@@ -2,8 +2,9 @@
 
 Per utterance and model: NVIDIA's teacher-forced losses (``loss``, ``mel_loss``, ``gate_loss``), the
 teacher-forced ``alignment_score`` (as ``val/alignment_score``), and from free-running decoding capped at
-``cap_ratio`` times the target length (as ``val/gate_stop_rate``): ``gate_stop`` (1 if the gate stopped it)
-and ``mcd``, the mel cepstral distortion against the ground truth (see :mod:`~tacotron2_lightning.mcd`).
+``cap_ratio`` times the target length (as ``val/gate_stop_rate``): ``gate_stop`` (1 if the gate stopped it),
+``mcd``, the mel-cepstral distortion against the ground truth (see :mod:`~tacotron2_lightning.mcd`), and
+``cepstral_decorrelation``, the sweep's objective (see :mod:`~tacotron2_lightning.cepstral_decorrelation`).
 On data with word timings (the built-in dataset's ``timings.json``), also ``alignment_error``: the teacher-forced
 attention's mean distance in symbols from each word as the audio starts it (as ``val/alignment_error``), and
 ``alignment_error_ratio``: that over the mean error of a constant-rate line on the same utterances (as
@@ -27,6 +28,7 @@ import torch
 from torch import Tensor
 
 from tacotron2_lightning.app.paired_statistics import paired_permutation_p_value
+from tacotron2_lightning.cepstral_decorrelation import cepstral_decorrelation
 from tacotron2_lightning.mcd import mel_cepstral_distortion
 from tuner_callbacks.registry.client import DATA_CONFIG_FILE, Registry, RegistryError
 
@@ -37,7 +39,8 @@ if TYPE_CHECKING:
 METRICS = {
     "loss": ("loss", True), "mel_loss": ("mel loss", True), "gate_loss": ("gate loss", True),
     "alignment_score": ("alignment score", False), "gate_stop": ("gate-stop rate", False),
-    "mcd": ("MCD (dB)", True), "alignment_error": ("alignment error", True),
+    "mcd": ("MCD (dB)", True), "cepstral_decorrelation": ("cepstral decorrelation", True),
+    "alignment_error": ("alignment error", True),
     "alignment_error_ratio": ("alignment error ratio", True),
 }
 _LINE_ERROR = "constant_rate_error"  # per utterance, the same for both models: the ratio's denominator
@@ -112,11 +115,13 @@ def utterance_metrics(module: Tacotron2Module, text: Tensor, mel: Tensor, seed: 
     cap_steps = max(1, min(config.max_decoder_steps, decoder_steps(math.ceil(cap_ratio * mel.size(1)), r)))
     decoded = module.model.inference(text.unsqueeze(0), max_decoder_steps=cap_steps, warn_at_cap=False)
     frames = int(decoded.lengths[0])
+    synthesised, recording = decoded.mel_postnet[0, :, :frames].double().numpy(), mel.double().numpy()
     metrics = {
         "loss": float(losses.total), "mel_loss": float(losses.mel_loss), "gate_loss": float(losses.gate_loss),
         "alignment_score": float(health.alignment_score(alignments, decoder_lengths)),
         "gate_stop": float(health.gate_stop_rate(decoded.lengths, cap_steps * r)),
-        "mcd": mel_cepstral_distortion(decoded.mel_postnet[0, :, :frames].double().numpy(), mel.double().numpy()),
+        "mcd": mel_cepstral_distortion(synthesised, recording),
+        "cepstral_decorrelation": cepstral_decorrelation(synthesised, recording),
     }
     if timed:
         errors, line, valid = health.word_position_errors(alignments, timed[0], input_lengths, output_lengths, r)
