@@ -7,11 +7,12 @@ with ``--workers`` processes of ``python train.py -m hparams=search`` started to
 figures show the sweep machinery rather than training.
 
 For each arm it prints the wall time from starting the workers to the last one ending, the speedup against one
-worker, the seconds from starting the workers to the first trial's launch (a worker's start: imports, Hydra,
-the study), and the sweeper's own overhead per trial: from the sweeper handing the trial to its launcher (the trial's
-``smart_tuner:launched_at``) to the first training batch (the job's ``timing`` user attribute), less the model's
-construction. That is Hydra's per-job setup, the data module, the callbacks and Lightning's start (its sanity
-validation included).
+worker, the seconds from starting the workers to the first trial's start (a worker's start: imports, Hydra,
+the study), and the sweeper's own overhead per trial: from the trial's start (Optuna's ``datetime_start``, set when
+the sweeper asks for it, just before handing it to its launcher) to its first training batch (the trial's
+``first_step_at``, recorded by :class:`benchmarks.first_step_clock.FirstStepClock`, which this benchmark adds to
+the jobs' callbacks). That is Hydra's per-job setup, the data module, the model's construction (~10 ms for this
+tiny model), the callbacks and Lightning's start (its sanity validation included).
 
 Run from the repository root (it uses the tests' server helper):
     python -m benchmarks.sweep_scaling                       # 8 trials; 1, 2 and 4 workers
@@ -78,6 +79,12 @@ TINY = [  # tests/helpers/train_configs.py's model and data
 ]
 
 
+# Records each trial's first training batch (benchmarks/first_step_clock.py), for the overhead per trial.
+FIRST_STEP_CLOCK = [f"+callbacks.first_step_clock.{key}={value}" for key, value in (
+    ("_target_", "benchmarks.first_step_clock.FirstStepClock"), ("study_name", "${trial.study_name}"),
+    ("storage", "${trial.storage}"), ("number", "${trial.number}"))]
+
+
 def run_arm(workers: int, trials: int, url: str, args: argparse.Namespace, folder: Path, cache: Path
             ) -> tuple[float, float, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SMART_TUNER_CACHE": str(cache),
@@ -86,7 +93,7 @@ def run_arm(workers: int, trials: int, url: str, args: argparse.Namespace, folde
                f"trainer.max_steps={args.steps}", f"trainer.val_check_interval={args.steps}",
                "hydra/sweeper/pruner=nop", f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.report=false",
                "hydra.sweeper.registry_model=null", "hydra.sweeper.alerts=null", "hydra.sweeper.study_name=scaling",
-               "hydra.sweeper.storage=${oc.env:SMART_TUNER_OPTUNA_STORAGE}"]
+               "hydra.sweeper.storage=${oc.env:SMART_TUNER_OPTUNA_STORAGE}", *FIRST_STEP_CLOCK]
     folder.mkdir(parents=True)
     started, started_at = time.monotonic(), time.time()
     processes = []
@@ -103,13 +110,12 @@ def run_arm(workers: int, trials: int, url: str, args: argparse.Namespace, folde
 
 
 def overheads(study: optuna.Study) -> list[float]:
-    """Per trial: launch -> first training batch, less the model's construction (s)."""
-    found = []
-    for trial in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
-        timing, launched = trial.user_attrs.get("timing") or {}, trial.system_attrs.get("smart_tuner:launched_at")
-        if launched and timing.get("first_step_at"):
-            found.append(timing["first_step_at"] - launched - timing["model_build_s"])
-    return found
+    """Per trial: its start (the sweeper asked for it) -> its first training batch (s)."""
+    from benchmarks.first_step_clock import ATTR_FIRST_STEP_AT
+
+    return [trial.user_attrs[ATTR_FIRST_STEP_AT] - trial.datetime_start.timestamp()
+            for trial in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+            if ATTR_FIRST_STEP_AT in trial.user_attrs]
 
 
 def main() -> None:
@@ -157,7 +163,7 @@ def main() -> None:
                                                             cache)
                 spent = overheads(study)
                 speedup = walls[1] / walls[workers] if 1 in walls else float("nan")
-                first = min(t.system_attrs["smart_tuner:launched_at"] for t in study.trials) - started_at
+                first = min(t.datetime_start.timestamp() for t in study.trials) - started_at
                 print(f"{workers:>7} {walls[workers]:>8.1f} {speedup:>8.2f} {first:>8.1f}   "
                       f"{statistics.median(spent):.2f}, {max(spent):.2f} ({len(spent)} trials)")
     finally:

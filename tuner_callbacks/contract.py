@@ -34,7 +34,6 @@ ATTR_ERROR = "error"  # why a trial failed
 ATTR_INTERRUPTED = "interrupted"  # a trial a killed sweep left RUNNING, failed on resume; not counted in n_trials
 ATTR_REQUEUED_FROM = "requeued_from"  # the trial whose parameters a requeued trial runs again
 ATTR_NOT_RUN = "not_run"  # why a trial was given back unrun (asked past n_trials by a racing worker); not counted
-ATTR_TIMING = "timing"  # {started_at, model_build_s, first_step_at}: where a trial's first seconds went (epoch s)
 ATTR_DEFAULTS = "defaults"  # True on the trial that runs the run's own configured values: the baseline of a sweep
 ATTR_WARM_STARTED_FROM = "warm_started_from"  # {study, trial}: a trial copied from an earlier study, not run here
 # {name: value}: the constraints the job returned (feasible when every value is <= 0), by name. Optuna keeps only

@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from hydra_plugins.smart_optuna_sweeper import _budget, _seeding
 from hydra_plugins.smart_optuna_sweeper._errors import SweepError
-from hydra_plugins.smart_optuna_sweeper._liveness import LAUNCHED_AT, Heartbeat, claim, is_own, recover_stale_trials
+from hydra_plugins.smart_optuna_sweeper._liveness import Heartbeat, claim, is_own, recover_stale_trials
 from hydra_plugins.smart_optuna_sweeper._pruners import build_pruner, pruner_record
 from hydra_plugins.smart_optuna_sweeper._results import promote_best_trial_model, write_results
 from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace, SearchSpaceError, encode_value
@@ -429,8 +429,6 @@ class SmartOptunaSweeperImpl(Sweeper):
     def _launch(self, study: optuna.Study, trials: Sequence[optuna.Trial], overrides: list[list[str]]
                 ) -> list[Outcome]:
         job_idx, self.job_idx = self.job_idx, self.job_idx + len(trials)
-        for trial in trials:  # where the trial's time starts: benchmarks/sweep_scaling.py measures from here
-            study._storage.set_trial_system_attr(trial._trial_id, LAUNCHED_AT, time.time())
         with Heartbeat(study, [t._trial_id for t in trials], self.heartbeat_interval_s,
                        on_beat=lambda: (self._recover(study), self._run.seen())):
             try:

@@ -22,7 +22,6 @@ from tuner_callbacks import contract
 log = logging.getLogger(__name__)
 
 HOST, PID, HEARTBEAT = "smart_tuner:host", "smart_tuner:pid", "smart_tuner:heartbeat"
-LAUNCHED_AT = "smart_tuner:launched_at"  # when the sweeper handed the trial to its launcher (epoch s)
 
 
 def claim(study: Any, trial_ids: Iterable[int]) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,7 +19,6 @@ from tacotron2_lightning.app.config_validation import ConfigError, validate_conf
 from tacotron2_lightning.checkpoint import load_nvidia_checkpoint
 from tacotron2_lightning.lightning_compat import classes_in_every_package
 from tuner_callbacks import contract
-from tuner_callbacks.lightning_compat import lightning_bases
 from tuner_callbacks.milestone import MetricMilestone
 from tuner_callbacks.mlflow_utils import (
     find_mlflow_logger,
@@ -163,22 +161,10 @@ def _attach_media(optuna_trial: Any, artifact_dir: str, media: Mapping[str, Any]
             log.warning("Could not attach %s to trial %s: %s", path, optuna_trial.number, error)
 
 
-class _FirstStepClock(*lightning_bases("Callback")):
-    """Notes when the first training batch starts: a sweep's per-trial overhead ends there
-    (benchmarks/sweep_scaling.py)."""
-
-    def __init__(self) -> None:
-        self.at: float | None = None
-
-    def on_train_batch_start(self, *args: Any) -> None:
-        if self.at is None:
-            self.at = time.time()
-
-
 def _record_trial(cfg: DictConfig, summary: dict[str, Any], media: Mapping[str, Any] | None = None,
-                  metrics: Mapping[str, float] | None = None, timing: Mapping[str, Any] | None = None) -> None:
+                  metrics: Mapping[str, float] | None = None) -> None:
     """Stores the run's identity and outcome in its Optuna trial's user attributes (the join key from Optuna to MLflow
-    and the checkpoints, the final value of every finite metric it logged, and when its steps began), and attaches
+    and the checkpoints, and the final value of every finite metric it logged), and attaches
     the last validation's ``media`` as the trial's artifacts when the sweeper named an artifact folder; the sweeper,
     the sweep report and optuna-dashboard read them."""
     trial = _trial(cfg)
@@ -193,8 +179,6 @@ def _record_trial(cfg: DictConfig, summary: dict[str, Any], media: Mapping[str, 
         contract.ATTR_GLOBAL_STEP: summary["global_step"], contract.ATTR_MAX_STEPS: cfg.trainer.get("max_steps"),
         contract.ATTR_METRICS: {name: value for name, value in (metrics or {}).items() if math.isfinite(value)},
     }
-    if timing:
-        attributes[contract.ATTR_TIMING] = dict(timing)
     uri = summary["mlflow_tracking_uri"]
     if uri and redact_url(uri) == uri:  # the study may be read by anyone with the report: no passwords in it
         attributes[contract.ATTR_MLFLOW_TRACKING_URI] = uri
@@ -217,25 +201,19 @@ def _tracking_uris(cfg: DictConfig) -> set[str]:
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Trains as configured; returns (final metrics, the objects built, plus a ``summary`` dict)."""
-    started_at = time.time()
     validate_config(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     ckpt_path = _resolve_ckpt_path(cfg)
 
     datamodule = instantiate(cfg.data)
-    building = time.perf_counter()
     module = instantiate(cfg.model)
-    model_build_s = time.perf_counter() - building
     if cfg.get("init_from"):
         report = load_nvidia_checkpoint(module.model, cfg.init_from, ignore_layers=list(cfg.get("ignore_layers", [])))
         log.info("Warm start from %s (kept fresh: %s)", cfg.init_from, report["ignored"] or "nothing")
     for uri in _tracking_uris(cfg):
         prepare_sqlite_store(uri)  # parallel trials would race to create a new store's tables
     callbacks = instantiate_group(cfg.get("callbacks"))
-    clock = _FirstStepClock() if _trial(cfg) is not None else None
-    if clock is not None:
-        callbacks.append(clock)
     _tag_trial_run(cfg)
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:
@@ -250,8 +228,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     summary = _summary(trainer, loggers)
     if trainer.is_global_zero:
-        timing = {"started_at": started_at, "model_build_s": model_build_s, "first_step_at": clock and clock.at}
-        _record_trial(cfg, summary, _latest_media(trainer), metrics, timing if clock is not None else None)
+        _record_trial(cfg, summary, _latest_media(trainer), metrics)
         _print_summary(summary, metrics, cfg.get("optimized_metric"), _milestones(trainer))
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "summary": summary}
 
