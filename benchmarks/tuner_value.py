@@ -14,7 +14,7 @@ The scenario a user meets: a voice the defaults were not tuned on (``--voice``, 
   changes what TPE proposes next).
 
 Every model is judged on held-out sentences (built-in sentences of another seed, same voice), synthesised
-free-running (the prenet's dropout on, as at inference, torch seeded): the cepstral decorrelation per utterance (the
+free-running (the prenet's dropout on, as at inference, torch seeded): the length-weighted cepstral decorrelation per utterance (the
 validated metric, lower is better), whether the gate stopped before twice the recording's length, and the duration
 ratio. Printed per seed: those per arm with their feasibility, the training steps each arm spent, the sweep's gain on
 the metric over the defaults with a paired sign-flip permutation p-value over the held-out utterances, and for each
@@ -255,7 +255,7 @@ def main() -> None:
                                    steps_spent(study), seed)
                 print(f"  {name}: best feasible trial {best.number} ({best.value:.4f}), params {best.params}",
                       flush=True)
-            print(f"{'seed ' + str(seed):>24} | decorrel.  | gate stop | duration | feasible | steps")
+            print(f"{'seed ' + str(seed):>24} | decorr. SL | gate stop | duration | feasible | steps")
             for name, judged in arms.items():
                 print(judged.row(name))
             for name in arms:

@@ -14,10 +14,16 @@ instead whether the spectrum changes where and as the recording's changes:
 
     decorrelation = 1 - mean over the coefficients of that correlation
 
-0 for the recording itself, ~0.01 for it time-stretched by 10 %, ~0.2 at 20 dB SNR, 1 for the utterance's mean
-spectrum repeated, ~0.75 for another sentence's recording; unaligned checkpoints score 0.9-1 and aligned ones fall
-from ~0.87 as they train. It ranks that ladder and every aligned checkpoint above every unaligned one, which MCD does
-not (README "Judging a trial").
+and, since DTW forgives any difference of timing, the length-weighted form multiplies it by the ratio of the
+longer sequence's frames to the shorter's, as MCD-DTW-SL weights MCD-DTW (speech length): a model that never stops
+babbles on to its cap, twice the recording, and pays for it. ``val/cepstral_decorrelation_sl``, the synthesis
+objective's value, is that form.
+
+Unweighted, 0 for the recording itself, ~0.01 for it time-stretched by 10 %, ~0.2 at 20 dB SNR, 1 for the
+utterance's mean spectrum repeated, ~0.75 for another sentence's recording; unaligned checkpoints score 0.85-1
+and aligned ones fall from ~0.87 as they train. Length-weighted, it ranks that ladder and every aligned checkpoint
+above every unaligned one in two training runs, which neither MCD nor the unweighted form does (README "Judging a
+trial").
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ from tacotron2_lightning.mcd import STANDARD_ORDER, _as_log_mel, dtw_path, mel_c
 _FLAT = 1e-9  # a trajectory whose standard deviation is below this does not move
 
 
-def cepstral_decorrelation(predicted: np.ndarray, target: np.ndarray, order: int = STANDARD_ORDER) -> float:
+def cepstral_decorrelation(predicted: np.ndarray, target: np.ndarray, order: int = STANDARD_ORDER,
+                           length_weighted: bool = False) -> float:
     """1 - the mean correlation of the DTW-aligned mel-cepstral trajectories of (C, T1) and (C, T2) natural-log
-    mels (see the module); in [0, 2], 0 when they move alike. ``order`` is cut to the channels - 1."""
+    mels (see the module); in [0, 2], 0 when they move alike; ``length_weighted`` multiplies it by
+    ``max(T1, T2) / min(T1, T2)``. ``order`` is cut to the channels - 1."""
     predicted, target = _as_log_mel(predicted), _as_log_mel(target)
     if predicted.shape[0] != target.shape[0]:
         raise ValueError(f"predicted mel has {predicted.shape[0]} channels but the target has {target.shape[0]}")
@@ -44,4 +52,7 @@ def cepstral_decorrelation(predicted: np.ndarray, target: np.ndarray, order: int
     moving = (spread_x > _FLAT * np.sqrt(len(x))) & (spread_y > _FLAT * np.sqrt(len(y)))
     correlations = np.zeros(x.shape[1])
     correlations[moving] = (x * y).sum(0)[moving] / (spread_x * spread_y)[moving]
-    return float(1.0 - correlations.mean())
+    value = 1.0 - correlations.mean()
+    if length_weighted:
+        value *= max(len(a), len(b)) / min(len(a), len(b))
+    return float(value)

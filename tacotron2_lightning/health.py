@@ -100,10 +100,14 @@ def mel_cepstral_distortions(predicted: Tensor, produced_lengths: Tensor, target
 
 
 def cepstral_decorrelations(predicted: Tensor, produced_lengths: Tensor, target: Tensor,
-                            target_lengths: Tensor) -> Tensor:
-    """(B,) cepstral decorrelation of each free-running mel against its recording, in [0, 2], lower is better
-    (see :mod:`tacotron2_lightning.cepstral_decorrelation`); arguments as :func:`mel_cepstral_distortions`."""
-    return _per_utterance(cepstral_decorrelation, predicted, produced_lengths, target, target_lengths)
+                            target_lengths: Tensor, length_weighted: bool = True) -> Tensor:
+    """(B,) cepstral decorrelation of each free-running mel against its recording, lower is better, length-weighted
+    by default (see :mod:`tacotron2_lightning.cepstral_decorrelation`); arguments as
+    :func:`mel_cepstral_distortions`."""
+    def score(a, b):
+        return cepstral_decorrelation(a, b, length_weighted=length_weighted)
+
+    return _per_utterance(score, predicted, produced_lengths, target, target_lengths)
 
 
 def word_position_errors(alignments: Tensor, word_timings: Tensor, input_lengths: Tensor, output_lengths: Tensor,

@@ -7,7 +7,7 @@ the built-in dataset). Metric names are the project's shared language (see the R
 ``val/diagonality``, ``val/monotonicity``, and from free-running synthesis of a few validation utterances
 ``val/gate_stop_rate``, ``val/inference_diagonality``, ``val/duration_ratio`` (median synthesised over true
 frames; ``val/duration_ratio_iqr`` its spread), ``val/mcd`` (mel-cepstral distortion against the recordings after
-DTW, dB, as the literature computes it) and ``val/cepstral_decorrelation`` (whether the spectrum moves as the
+DTW, dB, as the literature computes it) and ``val/cepstral_decorrelation_sl`` (whether the spectrum moves as the
 recording's: what a sweep optimises, see :mod:`tacotron2_lightning.cepstral_decorrelation`), and with word timings
 ``val/alignment_error`` and ``val/alignment_error_ratio`` (teacher-forced attention against the true word onsets,
 see :func:`tacotron2_lightning.health.word_position_errors`).
@@ -274,7 +274,7 @@ class Tacotron2ModuleBase:
         distortions = health.mel_cepstral_distortions(decoded.mel_postnet, lengths, mel, output_lengths)
         self.log("val/mcd", distortions.nanmean().to(self.device), **log_args)
         decorrelations = health.cepstral_decorrelations(decoded.mel_postnet, lengths, mel, output_lengths)
-        self.log("val/cepstral_decorrelation", decorrelations.mean().to(self.device), **log_args)
+        self.log("val/cepstral_decorrelation_sl", decorrelations.mean().to(self.device), **log_args)
         return {
             "inference_mel": decoded.mel_postnet[0, :, : lengths[0]].float().cpu(),
             "inference_alignment": decoded.alignments[0, : decoder_lengths[0], : input_lengths[0]].float().cpu(),

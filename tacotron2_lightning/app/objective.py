@@ -88,7 +88,7 @@ class SynthesisObjective:
     """How the model speaks when it decodes on its own: one validated metric, lower is better, and the conditions a
     usable model must meet as constraints.
 
-    * The value is ``metric`` alone (``val/cepstral_decorrelation`` by default: whether the free-running spectrum
+    * The value is ``metric`` alone (``val/cepstral_decorrelation_sl`` by default: whether the free-running spectrum
       moves as the recording's does; the metric that ranks ``benchmarks/metric_validity.py``'s ladder and every
       aligned checkpoint above every unaligned one, which MCD does not).
     * Constraints (Optuna's convention, feasible when ``<= 0``), recorded on the trial by the sweeper
@@ -107,7 +107,7 @@ class SynthesisObjective:
     sees the value (with the penalty, if any).
     """
 
-    def __init__(self, metric: str = "val/cepstral_decorrelation", gate_metric: str = "val/gate_stop_rate",
+    def __init__(self, metric: str = "val/cepstral_decorrelation_sl", gate_metric: str = "val/gate_stop_rate",
                  min_gate_stop_rate: float = 0.95, duration_metric: str = "val/duration_ratio",
                  duration_range: Sequence[float] = (0.85, 1.15), infeasible_penalty: float = 0.0):
         for name, value in (("min_gate_stop_rate", min_gate_stop_rate), ("infeasible_penalty", infeasible_penalty)):

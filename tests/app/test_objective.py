@@ -103,7 +103,7 @@ def test_bad_objective_settings_are_named(kwargs, named):
         CompositeObjective(**kwargs)
 
 
-SPOKEN = {"val/cepstral_decorrelation": 0.6, "val/mcd": 5.5, "val/gate_stop_rate": 1.0, "val/duration_ratio": 1.1}
+SPOKEN = {"val/cepstral_decorrelation_sl": 0.6, "val/mcd": 5.5, "val/gate_stop_rate": 1.0, "val/duration_ratio": 1.1}
 
 
 @pytest.mark.parametrize("changed, expected", [
@@ -139,7 +139,7 @@ def test_a_sweep_job_returns_the_value_with_its_constraints_for_the_trial():
 
 
 def test_the_synthesis_objective_names_a_metric_that_was_not_logged():
-    with pytest.raises(ConfigError, match="objective.metric='val/cepstral_decorrelation' was not logged"):
+    with pytest.raises(ConfigError, match="objective.metric='val/cepstral_decorrelation_sl' was not logged"):
         SynthesisObjective()({"val/loss": 1.0}, {})
     with pytest.raises(ConfigError, match="objective.gate_metric='val/gate_stop_rate' was not logged"):
         SynthesisObjective().constraints({"val/duration_ratio": 1.0})

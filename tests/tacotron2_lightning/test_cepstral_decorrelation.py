@@ -44,3 +44,15 @@ def test_more_noise_scores_worse_and_another_utterance_worse_still():
 def test_bad_shapes_are_named():
     with pytest.raises(ValueError, match="predicted mel has 16 channels but the target has 80"):
         cepstral_decorrelation(np.zeros((16, 3)), np.zeros((80, 3)))
+
+
+def test_the_length_weighted_form_charges_for_speech_that_runs_on():
+    mel = utterance()
+    twice = np.repeat(mel, 2, axis=1)  # the same speech, twice as slow: DTW forgives it entirely
+    assert cepstral_decorrelation(twice, mel) == pytest.approx(0.0, abs=1e-9)
+    noisy = mel + np.random.default_rng(5).normal(0, 0.5, size=mel.shape)
+    plain = cepstral_decorrelation(noisy, mel)
+    assert cepstral_decorrelation(noisy, mel, length_weighted=True) == pytest.approx(plain)  # same length
+    longer = np.concatenate([noisy, noisy[:, -30:]], axis=1)  # 90 frames for 60
+    assert cepstral_decorrelation(longer, mel, length_weighted=True) == pytest.approx(
+        1.5 * cepstral_decorrelation(longer, mel))
