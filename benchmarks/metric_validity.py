@@ -304,13 +304,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{len(utterances)} held-out sentences ({args.voice}, seed {args.heldout_seed})", flush=True)
     items = ladder(utterances, audio, seed=args.seed)
     names = list(METRICS)
-    print(f"\n{'ladder item':<22} {'rank':>4} " + " ".join(f"{n:>20}" for n in names))
+    print(f"\n{'ladder item':<22} {'rank':>4} " + " ".join(f"{n:>26}" for n in names))
     table = {name: [] for name in names}
     for item, rank, mels in items:
         row = [score(mels, utterances, METRICS[name]) for name in names]
         for name, value in zip(names, row, strict=True):
             table[name].append(value)
-        print(f"{item:<22} {rank:>4} " + " ".join(f"{v:>20.3f}" for v in row), flush=True)
+        print(f"{item:<22} {rank:>4} " + " ".join(f"{v:>26.3f}" for v in row), flush=True)
     ranks = [rank for _, rank, _ in items]
     spearman = {name: ladder_spearman(table[name], ranks) for name in names}
 
@@ -320,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not checkpoints:
             raise SystemExit(f"no step*.ckpt under {folder}")
         print(f"\n{'checkpoint':<10} {'gate stop':>9} {'diagonal':>8} {'aligned':>7} " +
-              " ".join(f"{n:>20}" for n in names))
+              " ".join(f"{n:>26}" for n in names))
         by_checkpoint = {name: [] for name in names}
         aligned = []
         for step, path in checkpoints:
@@ -330,14 +330,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             for name, value in zip(names, row, strict=True):
                 by_checkpoint[name].append(value)
             print(f"step {step:<5} {synthesised.gate_stop:>9.2f} {synthesised.diagonality:>8.2f} "
-                  f"{str(synthesised.aligned).lower():>7} " + " ".join(f"{v:>20.3f}" for v in row), flush=True)
+                  f"{str(synthesised.aligned).lower():>7} " + " ".join(f"{v:>26.3f}" for v in row), flush=True)
 
-    print(f"\n{'metric':<22} {'ladder spearman':>15} {'aligned beats unaligned':>24}")
+    print(f"\n{'metric':<26} {'ladder spearman':>15} {'aligned beats unaligned':>24}")
     verdicts = {}
     for name in names:
         beats = aligned_beats_unaligned(by_checkpoint[name], aligned)
         verdicts[name] = beats
-        print(f"{name:<22} {spearman[name]:>15.3f} {str(beats).lower() if beats is not None else 'n/a':>24}")
+        print(f"{name:<26} {spearman[name]:>15.3f} {str(beats).lower() if beats is not None else 'n/a':>24}")
     if all(aligned) or not any(aligned):
         print(f"(every checkpoint {'aligned' if all(aligned) else 'unaligned'}: the aligned/unaligned test needs both;"
               " change --max-steps, --checkpoint-every or --recipe)")

@@ -233,6 +233,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "summary": summary}
 
 
+_SPEECH_METRICS = ("val/cepstral_decorrelation_sl", "val/mcd")
+
+
 def _print_summary(summary: dict[str, Any], metrics: Mapping[str, float], optimized: str | None,
                    milestones: Sequence[MetricMilestone] = ()) -> None:
     """The end-of-run table: where things are, the optimised metric, and each milestone's step (the first
@@ -242,6 +245,8 @@ def _print_summary(summary: dict[str, Any], metrics: Mapping[str, float], optimi
 
     table = Table(title="Training summary", show_header=False)
     rows = {**summary, **({optimized: metrics.get(optimized, math.nan)} if optimized else {})}
+    # How the model speaks on its own: the sweep objective's metric and MCD, when the run decoded free-running.
+    rows.update({f"{name} (last)": metrics[name] for name in _SPEECH_METRICS if name in metrics})
     for milestone in milestones:
         rows[f"{milestone.name} at step"] = (
             str(milestone.reached_at) if milestone.reached_at is not None else "not reached")
