@@ -22,8 +22,8 @@ objective's value, is that form.
 Unweighted, 0 for the recording itself, ~0.01 for it time-stretched by 10 %, ~0.2 at 20 dB SNR, 1 for the
 utterance's mean spectrum repeated, ~0.75 for another sentence's recording; unaligned checkpoints score 0.85-1
 and aligned ones fall from ~0.87 as they train. Length-weighted, it ranks that ladder and every aligned checkpoint
-above every unaligned one in two training runs, which neither MCD nor the unweighted form does (README "Judging a
-trial").
+above every unaligned one in two training runs, which neither MCD nor the unweighted form does (docs/benchmarks.md
+"Judging a trial").
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def guided_attention_loss(alignments: Tensor, input_lengths: Tensor, decoder_len
 
     ``A[s, n] * (1 - exp(-(n/N - s/S)^2 / (2 sigma^2)))`` summed over text positions and averaged over
     valid decoder steps: the variant that aligned a small model on CPU within two minutes, where the
-    mean over every cell stayed a coarse staircase (see the README's notes on the default run).
+    mean over every cell stayed a coarse staircase (docs/training.md, "What the default run trades for speed").
 
     alignments (B, S, N), input_lengths (B,) text lengths N_b, decoder_lengths (B,) decoder steps S_b ->
     0-dim float32; padded steps and text positions never count. 0 when each step attends at n/N = s/S.

@@ -2,7 +2,7 @@
 
 Batches are NVIDIA's collate layout ``(text_padded, input_lengths, mel_padded, gate_padded,
 output_lengths)``, optionally followed by ``word_timings`` (validation batches of data with ``timings.json``, such as
-the built-in dataset). Metric names are the project's shared language (see the README): ``train/loss``,
+the built-in dataset). Metric names are the project's shared language (docs/design.md): ``train/loss``,
 ``val/loss`` (NVIDIA's loss), ``val/mel_loss``, ``val/gate_loss``, ``val/alignment_score``,
 ``val/diagonality``, ``val/monotonicity``, and from free-running synthesis of a few validation utterances
 ``val/gate_stop_rate``, ``val/inference_diagonality``, ``val/duration_ratio`` (median synthesised over true
