@@ -14,11 +14,12 @@ The scenario a user meets: a voice the defaults were not tuned on (``--voice``, 
   changes what TPE proposes next).
 
 Every model is judged on held-out sentences (built-in sentences of another seed, same voice), synthesised
-free-running (the prenet's dropout on, as at inference, torch seeded): the length-weighted cepstral decorrelation per utterance (the
-validated metric, lower is better), whether the gate stopped before twice the recording's length, and the duration
-ratio. Printed per seed: those per arm with their feasibility, the training steps each arm spent, the sweep's gain on
-the metric over the defaults with a paired sign-flip permutation p-value over the held-out utterances, and for each
-pruned arm the fraction of the unpruned sweep's steps it spent until a trial first reached the unpruned best.
+free-running (the prenet's dropout on, as at inference, torch seeded): the length-weighted cepstral decorrelation
+per utterance (the validated metric, lower is better), whether the gate stopped before twice the recording's length,
+and the duration ratio. Printed per seed: those per arm with their feasibility, the training steps each arm spent,
+the sweep's gain on the metric over the defaults with a paired sign-flip permutation p-value over the held-out
+utterances, and for each pruned arm the fraction of the unpruned sweep's steps it spent until a trial first reached
+the unpruned best.
 
 Examples:
     python benchmarks/tuner_value.py --seeds 1 2 3
