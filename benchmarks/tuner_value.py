@@ -109,12 +109,15 @@ def common(seed: int, args: argparse.Namespace) -> list[str]:
 
 
 def train_defaults(seed: int, folder: Path, args: argparse.Namespace) -> Path:
-    run([*common(seed, args), f"paths.log_dir={folder}"], folder, args)
+    if not (args.reuse and sorted(folder.glob("runs/train/*/checkpoints/last.ckpt"))):
+        run([*common(seed, args), f"paths.log_dir={folder}"], folder, args)
     (checkpoint,) = sorted(folder.glob("runs/train/*/checkpoints/last.ckpt"))
     return checkpoint
 
 
 def sweep(seed: int, folder: Path, args: argparse.Namespace, pruning: bool) -> optuna.Study:
+    if args.reuse and (folder / "sweeps/search/optuna.db").is_file():
+        return optuna.load_study(study_name="search", storage=f"sqlite:///{folder}/sweeps/search/optuna.db")
     run(["-m", "hparams=search", *common(seed, args), f"paths.log_dir={folder}",
          f"hydra.sweeper.sampler.seed={seed}", f"hydra.sweeper.sampler.n_startup_trials={args.startup_trials}",
          f"hydra.sweeper.n_trials={args.trials}", "hydra.sweeper.report=false", "hydra.sweeper.alerts=null",
@@ -134,12 +137,13 @@ def feasible(trial: optuna.trial.FrozenTrial) -> bool:
     return all(value <= 0 for value in trial.constraints.values())
 
 
-def steps_to_reach(study: optuna.Study, target: float) -> int | None:
-    """Training steps spent (in trial order) until a feasible trial first reached ``target`` or better."""
+def steps_to_reach(study: optuna.Study, target: float, feasible_only: bool = True) -> int | None:
+    """Training steps spent (in trial order) until a (feasible) trial first reached ``target`` or better."""
     steps = 0
     for trial in study.trials:
         steps += trained(trial)
-        if trial.state == optuna.trial.TrialState.COMPLETE and feasible(trial) and trial.value <= target + 1e-12:
+        if (trial.state == optuna.trial.TrialState.COMPLETE and (feasible(trial) or not feasible_only)
+                and trial.value <= target + 1e-12):
             return steps
     return None
 
@@ -151,9 +155,16 @@ def best_feasible(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         return None
 
 
-def replay(study: optuna.Study, pruner: optuna.pruners.BasePruner, target: float) -> tuple[int, int | None]:
+def best_by_value(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The best completed trial whatever its constraints: what is left to compare when none is feasible."""
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    return min(done, key=lambda t: t.value) if done else None
+
+
+def replay(study: optuna.Study, pruner: optuna.pruners.BasePruner, target: float,
+           feasible_only: bool = True) -> tuple[int, int | None]:
     """The unpruned study's trials fed to ``pruner`` one validation at a time, in trial order: (steps it would have
-    spent, steps until a feasible trial first reached ``target``)."""
+    spent, steps until a (feasible) trial first reached ``target``)."""
     replayed = optuna.create_study(direction="minimize", pruner=pruner)
     spent, reached = 0, None
     for trial in study.trials:
@@ -175,7 +186,7 @@ def replay(study: optuna.Study, pruner: optuna.pruners.BasePruner, target: float
             continue
         replayed.tell(live, trial.value)
         spent += trained(trial)
-        if reached is None and feasible(trial) and trial.value <= target + 1e-12:
+        if reached is None and (feasible(trial) or not feasible_only) and trial.value <= target + 1e-12:
             reached = spent
     return spent, reached
 
@@ -230,6 +241,8 @@ def main() -> None:
                         help="pruners replayed on the unpruned sweep's curves")
     parser.add_argument("--no-real-pruning", action="store_true", help="skip the real median-pruned sweep")
     parser.add_argument("--keep", type=Path, default=None, help="keep the runs here instead of a temporary folder")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --keep: judge the runs and studies already there instead of training them again")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -248,14 +261,15 @@ def main() -> None:
                 studies["sweep, median pruning"] = sweep(seed, root / f"sweep-{seed}", args, pruning=True)
             arms = {"defaults": defaults}
             for name, study in studies.items():
-                best = best_feasible(study)
+                best, kind = best_feasible(study), "best feasible"
                 if best is None:
-                    print(f"  {name}: no feasible trial", flush=True)
+                    best, kind = best_by_value(study), "no feasible trial; best by value"
+                    name = f"{name} (infeasible)"
+                if best is None:
                     continue
                 arms[name] = judge(Path(best.user_attrs[contract.ATTR_LAST_CHECKPOINT]), utterances,
                                    steps_spent(study), seed)
-                print(f"  {name}: best feasible trial {best.number} ({best.value:.4f}), params {best.params}",
-                      flush=True)
+                print(f"  {name}: {kind}: trial {best.number} ({best.value:.4f}), params {best.params}", flush=True)
             print(f"{'seed ' + str(seed):>24} | decorr. SL | gate stop | duration | feasible | steps")
             for name, judged in arms.items():
                 print(judged.row(name))
@@ -266,18 +280,22 @@ def main() -> None:
                 gain = -float(np.mean(differences)) / float(np.mean(defaults.metric))
                 p_value = paired_permutation_p_value(differences, seed=seed)
                 print(f"  {name}: {100 * gain:+.1f}% on the metric against the defaults (paired p = {p_value:.4f})")
-                if name == "sweep":
-                    gains.append((gain, p_value, arms[name].feasible))
-            best = best_feasible(unpruned)
+                if name.startswith("sweep") and "pruning" not in name:
+                    gains.append((gain, p_value, arms[name].feasible and "infeasible" not in name))
+            best, feasible_only = best_feasible(unpruned), True
+            if best is None:  # compare the pruners on reaching the best value, constraints aside
+                best, feasible_only = best_by_value(unpruned), False
             if best is None:
                 continue
             total = steps_spent(unpruned)
             arms_steps = {}
             if "sweep, median pruning" in studies:
                 arms_steps["median (real sweep)"] = (steps_spent(studies["sweep, median pruning"]),
-                                                     steps_to_reach(studies["sweep, median pruning"], best.value))
+                                                     steps_to_reach(studies["sweep, median pruning"], best.value,
+                                                                    feasible_only))
             for name in args.replay:
-                arms_steps[f"{name} (replayed)"] = replay(unpruned, replay_pruners(args)[name](), best.value)
+                arms_steps[f"{name} (replayed)"] = replay(unpruned, replay_pruners(args)[name](), best.value,
+                                                          feasible_only)
             for name, (spent, reached) in arms_steps.items():
                 fraction = None if reached is None else reached / total
                 fractions.setdefault(name, []).append(fraction)
