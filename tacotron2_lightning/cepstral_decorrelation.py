@@ -28,6 +28,8 @@ above every unaligned one in two training runs, which neither MCD nor the unweig
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tacotron2_lightning.mcd import STANDARD_ORDER, _as_log_mel, dtw_path, mel_cepstra, usable_order
@@ -38,11 +40,13 @@ _FLAT = 1e-9  # a trajectory whose standard deviation is below this does not mov
 def cepstral_decorrelation(predicted: np.ndarray, target: np.ndarray, order: int = STANDARD_ORDER,
                            length_weighted: bool = False) -> float:
     """1 - the mean correlation of the DTW-aligned mel-cepstral trajectories of (C, T1) and (C, T2) natural-log
-    mels (see the module); in [0, 2], 0 when they move alike; ``length_weighted`` multiplies it by
+    mels (see the module); in [0, 2], 0 when they move alike (NaN when either holds a non-finite value); ``length_weighted`` multiplies it by
     ``max(T1, T2) / min(T1, T2)``. ``order`` is cut to the channels - 1."""
     predicted, target = _as_log_mel(predicted), _as_log_mel(target)
     if predicted.shape[0] != target.shape[0]:
         raise ValueError(f"predicted mel has {predicted.shape[0]} channels but the target has {target.shape[0]}")
+    if not (np.isfinite(predicted).all() and np.isfinite(target).all()):
+        return math.nan  # a diverged model's output is not "a spectrum that does not move"; NaN, as MCD gives
     order = usable_order(order, target.shape[0])
     a, b = mel_cepstra(predicted, order, with_c0=True), mel_cepstra(target, order, with_c0=True)
     pairs = np.array(dtw_path(a[:, 1:], b[:, 1:]))

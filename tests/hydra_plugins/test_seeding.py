@@ -20,9 +20,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 # What `python train.py` trains (conf/model/small.yaml, conf/data/builtin.yaml), for the parameters search.yaml
 # searches.
-CONFIGURED = {"model.learning_rate": 3e-3, "model.weight_decay": 1e-6, "model.guided_attention_weight": 5.0,
-              "model.gate_positive_weight": 50.0, "model.model_config.p_attention_dropout": 0.1,
-              "model.model_config.p_decoder_dropout": 0.1, "data.batch_size": 16}
+CONFIGURED = {"model.learning_rate": 3e-3, "model.gate_positive_weight": 50.0, "model.guided_attention_weight": 5.0,
+              "model.guided_attention_sigma": 0.2, "model.align_loss_weight": 1.0}
 DISTRIBUTIONS = {"lr": FloatDistribution(1e-4, 1e-2, log=True), "layers": IntDistribution(1, 3),
                  "act": CategoricalDistribution(["relu", "tanh"]), "w": CategoricalDistribution([1.0, 5.0])}
 
@@ -51,14 +50,16 @@ def test_the_gain_over_the_defaults_is_best_minus_defaults_and_relative_to_it(tm
 
 
 def test_a_configured_value_outside_the_search_space_is_left_to_the_sampler_with_a_warning(tmp_path, caplog):
-    impl = scripted_sweeper(tmp_path, by_number, "model.learning_rate=0.5", "data.batch_size=12", n_trials=1)
+    impl = scripted_sweeper(tmp_path, by_number, "model.learning_rate=0.5", "model.gate_positive_weight=12.0",
+                            n_trials=1)
     with caplog.at_level(logging.WARNING):
         impl.sweep([])
     (trial,) = load(tmp_path).trials
     assert trial.system_attrs["fixed_params"] == {k: v for k, v in CONFIGURED.items()
-                                                  if k not in ("model.learning_rate", "data.batch_size")}
-    assert 2e-4 <= trial.params["model.learning_rate"] <= 5e-3 and trial.params["data.batch_size"] in (8, 16, 32)
-    assert "model.learning_rate=0.5" in caplog.text and "data.batch_size=12" in caplog.text
+                                                  if k not in ("model.learning_rate", "model.gate_positive_weight")}
+    assert 1e-3 <= trial.params["model.learning_rate"] <= 1e-2
+    assert trial.params["model.gate_positive_weight"] in (10.0, 25.0, 50.0, 100.0)
+    assert "model.learning_rate=0.5" in caplog.text and "model.gate_positive_weight=12.0" in caplog.text
 
 
 def test_enqueue_defaults_false_samples_trial_0(tmp_path):
@@ -87,19 +88,20 @@ def test_a_value_fits_a_distribution_as_the_distribution_writes_it(value, distri
 
 
 def test_enqueue_trials_run_after_the_defaults_once_and_only_their_own_params_are_fixed(tmp_path):
-    known = [{"model.learning_rate": 3e-3, "data.batch_size": 32}, {"model.guided_attention_weight": 0.0}]
+    known = [{"model.learning_rate": 3e-3, "model.gate_positive_weight": 25.0}, {"model.guided_attention_weight": 0.0}]
     scripted_sweeper(tmp_path, by_number, n_trials=3, enqueue_trials=known).sweep([])
     scripted_sweeper(tmp_path, by_number, n_trials=4, enqueue_trials=known).sweep([])
     study = load(tmp_path)
     assert [t.system_attrs.get("fixed_params") for t in study.trials] == [CONFIGURED, *known, None]
-    assert study.trials[1].params["model.learning_rate"] == 3e-3 and study.trials[1].params["data.batch_size"] == 32
+    assert study.trials[1].params["model.learning_rate"] == 3e-3
+    assert study.trials[1].params["model.gate_positive_weight"] == 25.0
 
 
 @pytest.mark.parametrize("entries, named", [
     ([{"model.dropout": 0.1}], r"enqueue_trials\[0\]: 'model.dropout' is not a searched parameter"),
-    ([{"model.learning_rate": 1e-3}, {"model.learning_rate": 0.5}],
+    ([{"model.learning_rate": 2e-3}, {"model.learning_rate": 0.5}],
      r"enqueue_trials\[1\].model.learning_rate=0.5 lies outside"),
-    ([{"data.batch_size": 12}], r"enqueue_trials\[0\].data.batch_size=12 lies outside"),
+    ([{"model.gate_positive_weight": 12.0}], r"enqueue_trials\[0\].model.gate_positive_weight=12.0 lies outside"),
     ([{}], r"enqueue_trials\[0\] must be a non-empty"), (["lr=1"], r"enqueue_trials\[0\] must be"),
 ])
 def test_a_bad_enqueued_trial_is_refused_naming_it_before_the_study_is_touched(tmp_path, entries, named):
@@ -116,8 +118,8 @@ def earlier_study(tmp_path, name="earlier", direction="minimize"):
     from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace
 
     space = SearchSpace.from_overrides([f"{k}={v}" for k, v in distributions.items()]).distributions
-    fitting = [{**CONFIGURED, "model.learning_rate": lr} for lr in (5e-4, 2e-3)]
-    outside = {**CONFIGURED, "model.learning_rate": 1e-2}
+    fitting = [{**CONFIGURED, "model.learning_rate": lr} for lr in (2e-3, 5e-3)]
+    outside = {**CONFIGURED, "model.learning_rate": 5e-2}
     wide = {**space, "model.learning_rate": FloatDistribution(1e-4, 1e-1, log=True)}
     for params, value in ((fitting[0], 3.0), (fitting[1], 2.0), (outside, 1.0)):
         study.add_trial(optuna.trial.create_trial(params=params, distributions=wide, value=value,

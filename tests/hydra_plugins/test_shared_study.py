@@ -162,9 +162,9 @@ def test_a_study_of_another_search_space_is_named_and_left_as_it_was(tmp_path):
     scripted_sweeper(tmp_path, value_of, n_trials=1).sweep([])
     before = load(tmp_path)
     with pytest.raises(SweepError, match=r"study 'search' in sqlite:///.*exists with another search space "
-                                         r"\(data.batch_size: .*choices=\(8, 16, 32\).* in the study, "
-                                         r".*choices=\(2, 4\).* here\)"):
-        scripted_sweeper(tmp_path, value_of, n_trials=2).sweep(["data.batch_size=choice(2, 4)"])
+                                         r"\(model.gate_positive_weight: .*choices=\(10.0, 25.0, 50.0, 100.0\).* "
+                                         r"in the study, .*choices=\(1.0, 5.0\).* here\)"):
+        scripted_sweeper(tmp_path, value_of, n_trials=2).sweep(["model.gate_positive_weight=choice(1.0, 5.0)"])
     after = load(tmp_path)
     assert len(after.trials) == len(before.trials) == 1
     assert after._storage.get_study_system_attrs(after._study_id) == before._storage.get_study_system_attrs(

@@ -129,7 +129,7 @@ def test_trials_run_as_ray_tasks_in_continuous_slots_and_a_bad_one_is_pruned_fro
           "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=3", "logger=none", "hydra.sweeper.report=false",
           "hydra.sweeper.enqueue_defaults=false", "model.learning_rate=tag(log, interval(1e-4, 1e3))",
           "trainer.max_steps=choice(4, 12)", "hydra.sweeper.pruner.n_startup_trials=1",
-          "hydra.sweeper.pruner.n_warmup_steps=0", env=env)
+          "hydra.sweeper.pruner.n_warmup_steps=0", "objective=teacher_forced", env=env)
     study = load(tmp_path)
     assert states(study) == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED]
     short, long, wrecked = study.trials

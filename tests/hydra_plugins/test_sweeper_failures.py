@@ -23,12 +23,14 @@ def test_a_destructive_learning_rate_is_pruned_and_a_nan_trial_fails_without_end
     storage = f"sqlite:///{tmp_path}/outputs/sweeps/search/optuna.db"
     (tmp_path / "outputs" / "sweeps" / "search").mkdir(parents=True)
     study = optuna.create_study(study_name="search", storage=storage)
-    # lr 100 wrecks the weights within a step (val/loss ~1e7); lr 1e30 overflows them (val/loss NaN).
+    # lr 100 wrecks the weights within a step (val/loss ~1e7); lr 1e30 overflows them (val/loss NaN). Judged by the
+    # teacher-forced objective: at step 2 the synthesis metric rightly finds a wrecked model and an untrained one
+    # equally useless (both drone), while the validation loss tells a wreck from a start.
     for learning_rate in (1e-3, 100.0, 1e30):
         study.enqueue_trial({"model.learning_rate": learning_rate})
     sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=3", "logger=none", "hydra.sweeper.enqueue_defaults=false",
           "model.learning_rate=tag(log, interval(1e-4, 1e31))", "hydra.sweeper.pruner.n_startup_trials=1",
-          "hydra.sweeper.pruner.n_warmup_steps=0")
+          "hydra.sweeper.pruner.n_warmup_steps=0", "objective=teacher_forced")
     study = load(tmp_path)
     assert states(study) == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.PRUNED]
     for pruned in study.trials[1:]:  # stopped at their first validation, recorded with its value
@@ -45,7 +47,8 @@ def test_a_destructive_learning_rate_is_pruned_and_a_nan_trial_fails_without_end
         study.enqueue_trial({"model.learning_rate": learning_rate})
     sweep(storage_nop, shared_cache, "hydra.sweeper.n_trials=3", "logger=none", "hydra/sweeper/pruner=nop",
           "hydra.sweeper.enqueue_defaults=false",
-          "model.learning_rate=tag(log, interval(1e-4, 1e31))", "callbacks.smart_early_stopping=null")
+          "model.learning_rate=tag(log, interval(1e-4, 1e31))", "callbacks.smart_early_stopping=null",
+          "objective=teacher_forced")
     study = load(storage_nop)
     assert states(study) == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert "not finite" in study.trials[1].user_attrs["error"]

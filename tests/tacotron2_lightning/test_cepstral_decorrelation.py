@@ -56,3 +56,11 @@ def test_the_length_weighted_form_charges_for_speech_that_runs_on():
     longer = np.concatenate([noisy, noisy[:, -30:]], axis=1)  # 90 frames for 60
     assert cepstral_decorrelation(longer, mel, length_weighted=True) == pytest.approx(
         1.5 * cepstral_decorrelation(longer, mel))
+
+
+def test_a_diverged_output_scores_nan_not_a_still_spectrum():
+    mel = utterance()
+    diverged = mel.copy()
+    diverged[:, 10] = np.nan
+    assert math.isnan(cepstral_decorrelation(diverged, mel))
+    assert math.isnan(cepstral_decorrelation(diverged, mel, length_weighted=True))
