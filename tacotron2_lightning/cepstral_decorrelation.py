@@ -40,8 +40,8 @@ _FLAT = 1e-9  # a trajectory whose standard deviation is below this does not mov
 def cepstral_decorrelation(predicted: np.ndarray, target: np.ndarray, order: int = STANDARD_ORDER,
                            length_weighted: bool = False) -> float:
     """1 - the mean correlation of the DTW-aligned mel-cepstral trajectories of (C, T1) and (C, T2) natural-log
-    mels (see the module); in [0, 2], 0 when they move alike (NaN when either holds a non-finite value); ``length_weighted`` multiplies it by
-    ``max(T1, T2) / min(T1, T2)``. ``order`` is cut to the channels - 1."""
+    mels (see the module); in [0, 2], 0 when they move alike (NaN when either holds a non-finite value);
+    ``length_weighted`` multiplies it by ``max(T1, T2) / min(T1, T2)``. ``order`` is cut to the channels - 1."""
     predicted, target = _as_log_mel(predicted), _as_log_mel(target)
     if predicted.shape[0] != target.shape[0]:
         raise ValueError(f"predicted mel has {predicted.shape[0]} channels but the target has {target.shape[0]}")
