@@ -50,12 +50,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +65,7 @@ from scipy.stats import spearmanr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+from benchmarks.train_process import run_train  # noqa: E402
 from tacotron2_lightning import health  # noqa: E402
 from tacotron2_lightning.audio import AudioConfig, MelSpectrogram, load_wav  # noqa: E402
 from tacotron2_lightning.cepstral_decorrelation import cepstral_decorrelation  # noqa: E402
@@ -231,15 +229,8 @@ def train_checkpoints(folder: Path, args: argparse.Namespace) -> list[tuple[int,
                  "callbacks.model_checkpoint.monitor=null", "callbacks.model_checkpoint.save_top_k=-1",
                  "callbacks.model_checkpoint.save_last=false", "callbacks.model_checkpoint.filename='step{step:06d}'",
                  f"callbacks.model_checkpoint.every_n_train_steps={every}", *RECIPES[args.recipe], *args.override]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
-    folder.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=folder, env=env,
-                          capture_output=True, text=True)
-    (folder / "train.log").write_text(done.stdout + done.stderr, encoding="utf-8")
-    if done.returncode != 0:
-        raise RuntimeError(f"training failed:\n{done.stderr[-4000:]}")
-    print(f"trained {args.max_steps} steps ({args.recipe}) in {time.perf_counter() - started:.0f} s", flush=True)
+    seconds = run_train(overrides, folder, args.threads)
+    print(f"trained {args.max_steps} steps ({args.recipe}) in {seconds:.0f} s", flush=True)
     return find_checkpoints(folder)
 
 

@@ -29,12 +29,9 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +45,7 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+from benchmarks.train_process import run_train  # noqa: E402
 from tacotron2_lightning import health  # noqa: E402
 from tacotron2_lightning.app.compare import validation_utterances  # noqa: E402
 from tacotron2_lightning.app.paired_statistics import paired_permutation_p_value  # noqa: E402
@@ -84,15 +82,8 @@ class Judged:
 
 
 def run(command: list[str], cwd: Path, args: argparse.Namespace) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
-    cwd.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, str(ROOT / "train.py"), *command], cwd=cwd, env=env,
-                          capture_output=True, text=True)
-    (cwd / "train.log").write_text(done.stdout + done.stderr, encoding="utf-8")
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}")
-    print(f"  ({time.perf_counter() - started:.0f} s) train.py {' '.join(command[:2])} ... in {cwd.name}", flush=True)
+    seconds = run_train(command, cwd, args.threads)
+    print(f"  ({seconds:.0f} s) train.py {' '.join(command[:2])} ... in {cwd.name}", flush=True)
 
 
 def voice_overrides(args: argparse.Namespace) -> list[str]:
