@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from tacotron2_lightning.config import Tacotron2Config
-from tacotron2_lightning.deferred_linear import DeferredLinear
+from tacotron2_lightning.decoder_recurrence import RecurrenceWeights, teacher_forced_recurrence
 
 log = logging.getLogger(__name__)
 
@@ -297,9 +297,10 @@ class Decoder(nn.Module):
         """Teacher-forced decoding: NVIDIA's per-step maths (``decode_step``), computed faster.
 
         What does not depend on the recurrence runs once for all steps: the prenet, the attention LSTM's input
-        projection of the prenet frames, the frame projection and the gate. The two LSTMs' weight gradients
-        are deferred to one GEMM each (:class:`DeferredLinear`) instead of a full-size update per step.
-        ``tacotron2_lightning.reference_decoder`` keeps the plain loop this reproduces.
+        projection of the prenet frames, the frame projection and the gate. The recurrence itself is one
+        autograd node with a written-out backward pass (:mod:`tacotron2_lightning.decoder_recurrence`), whose
+        weight gradients are one GEMM each over all steps. ``tacotron2_lightning.reference_decoder`` keeps the
+        plain loop this reproduces.
 
         memory (B, N, E), mel_targets (B, C, T) with T a multiple of n_frames_per_step ->
         mel (B, C, T), gate logits (B, T), alignments (B, S, N). ``attention_prior`` (B, S, N), when given, is
@@ -307,55 +308,37 @@ class Decoder(nn.Module):
         """
         r = self.n_frames_per_step
         prenet_frames = self.teacher_forced_prenet(mel_targets)  # (S, B, prenet_dim)
-        n_steps = prenet_frames.size(0)
-
+        attention_rnn, decoder_rnn, attention = self.attention_rnn, self.decoder_rnn, self.attention_layer
+        # The attention LSTM's input weights split by what they multiply: the prenet frames (all steps in one
+        # GEMM, here) and the previous context, which joins the recurrent weights inside the loop.
+        w_prenet, w_context = attention_rnn.weight_ih.split([prenet_frames.size(2), self.encoder_embedding_dim],
+                                                            dim=1)
+        attention_bases = F.linear(prenet_frames, w_prenet, attention_rnn.bias_ih + attention_rnn.bias_hh)
+        location = attention.location_layer
+        n_filters, _, kernel_size = location.location_conv.conv.weight.shape
+        weights = RecurrenceWeights(
+            attention_lstm=torch.cat((w_context, attention_rnn.weight_hh), dim=1),
+            decoder_lstm=torch.cat((decoder_rnn.weight_ih, decoder_rnn.weight_hh), dim=1),
+            decoder_bias=decoder_rnn.bias_ih + decoder_rnn.bias_hh,
+            query=attention.query_layer.linear_layer.weight,
+            location=(location.location_dense.linear_layer.weight
+                      @ location.location_conv.conv.weight.reshape(n_filters, -1)).reshape(-1, 2, kernel_size),
+            energy=attention.v.linear_layer.weight,
+        )
         pad_mask = ~lengths_to_mask(memory_lengths, memory.size(1))
-        processed_memory = self.attention_layer.memory_layer(memory)
-        dtype = _compute_dtype(memory.device, self.attention_rnn.weight_hh.dtype)
-        attention_rnn, decoder_rnn = self.attention_rnn, self.decoder_rnn
-        # The LSTMs' input weights split (views) by what they multiply: [prenet frame | context] and
-        # [attention hidden | context]; the recurrent inputs stay separate GEMMs, never concatenated.
-        w_prenet, w_attention_context = attention_rnn.weight_ih.split(
-            [prenet_frames.size(2), self.encoder_embedding_dim], dim=1)
-        w_hidden, w_decoder_context = decoder_rnn.weight_ih.split(
-            [self.attention_rnn_dim, self.encoder_embedding_dim], dim=1)
-        # (S, B, 4A) as S (B, 4A) tensors: unbind's backward stacks the steps' gradients once, where indexing
-        # would build a zero (S, B, 4A) gradient per step.
-        attention_bases = F.linear(prenet_frames, w_prenet, attention_rnn.bias_ih + attention_rnn.bias_hh).unbind(0)
-        decoder_bias = decoder_rnn.bias_ih + decoder_rnn.bias_hh
-        attention_gates = DeferredLinear((w_attention_context, attention_rnn.weight_hh), n_steps, dtype)
-        decoder_gates = DeferredLinear((w_hidden, w_decoder_context, decoder_rnn.weight_hh), n_steps, dtype)
-        attention_token, decoder_token = attention_gates.token(), decoder_gates.token()
-        step_priors = [None] * n_steps if attention_prior is None else attention_prior.unbind(1)
+        energy_bias = memory.new_zeros(pad_mask.shape).masked_fill(pad_mask, float("-inf"))
+        if attention_prior is not None:  # (B, S, N) -> (S, B, N)
+            energy_bias = (attention_prior.transpose(0, 1) + energy_bias).to(memory.dtype)
+        hiddens, contexts, alignments = teacher_forced_recurrence(
+            attention_bases, memory, attention.memory_layer(memory), energy_bias, weights,
+            self.p_attention_dropout, self.p_decoder_dropout, self.training)
 
-        attention_hidden, attention_cell, decoder_hidden, decoder_cell, weights, weights_cum, context = (
-            self.initial_state(memory))
-        hiddens, contexts, alignments = [], [], []
-        for step in range(n_steps):
-            attention_hidden, attention_cell = _lstm_pointwise(
-                attention_gates(attention_token, step, attention_bases[step], context, attention_hidden),
-                attention_cell)
-            attention_hidden = F.dropout(attention_hidden, self.p_attention_dropout, self.training)
-
-            weights_cat = torch.stack((weights, weights_cum), dim=1)
-            context, weights = self.attention_layer(attention_hidden, memory, processed_memory, weights_cat, pad_mask,
-                                                    step_priors[step])
-            weights_cum = weights_cum + weights
-
-            decoder_hidden, decoder_cell = _lstm_pointwise(
-                decoder_gates(decoder_token, step, decoder_bias, attention_hidden, context, decoder_hidden),
-                decoder_cell)
-            decoder_hidden = F.dropout(decoder_hidden, self.p_decoder_dropout, self.training)
-            hiddens.append(decoder_hidden)
-            contexts.append(context)
-            alignments.append(weights)
-
-        hidden_and_context = torch.cat((torch.stack(hiddens), torch.stack(contexts)), dim=2)  # (S, B, D + E)
+        hidden_and_context = torch.cat((hiddens, contexts), dim=2)  # (S, B, D + E)
         frames = self.linear_projection(hidden_and_context).transpose(0, 1)  # (B, S, C*r)
         gate_outputs = self.gate_layer(hidden_and_context).squeeze(2).transpose(0, 1)  # (B, S)
         if r > 1:
             gate_outputs = gate_outputs.repeat_interleave(r, dim=1)
-        return self._frames_to_mel(frames), gate_outputs, torch.stack(alignments, dim=1)
+        return self._frames_to_mel(frames), gate_outputs, alignments.transpose(0, 1)
 
     @torch.no_grad()
     def inference(self, memory: Tensor, memory_lengths: Tensor | None = None,
@@ -428,21 +411,6 @@ class Decoder(nn.Module):
         if r > 1:
             gates = gates.repeat_interleave(r, dim=1)
         return self._frames_to_mel(frames), gates, alignments, steps * r
-
-
-def _compute_dtype(device: torch.device, param_dtype: torch.dtype) -> torch.dtype:
-    """The dtype the decoder's LSTM GEMMs run in: autocast's when it is on for ``device``, else the weights'."""
-    if torch.is_autocast_enabled(device.type):
-        return torch.get_autocast_dtype(device.type)
-    return param_dtype
-
-
-def _lstm_pointwise(gates: Tensor, cell: Tensor) -> tuple[Tensor, Tensor]:
-    """nn.LSTMCell after its GEMMs: gates (B, 4H) in PyTorch's (input, forget, cell, output) order, cell (B, H)
-    -> new hidden, new cell."""
-    in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, dim=1)
-    cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(in_gate) * torch.tanh(cell_gate)
-    return torch.sigmoid(out_gate) * torch.tanh(cell), cell
 
 
 def _per_utterance_caps(max_decoder_steps: int | Tensor, batch: int, device: torch.device) -> Tensor:

@@ -7,7 +7,6 @@ import torch
 from torch.nn import functional as F
 
 from tacotron2_lightning.alignment_prior import AttentionPrior
-from tacotron2_lightning.deferred_linear import DeferredLinear
 from tacotron2_lightning.loss import tacotron2_loss
 from tacotron2_lightning.model import Tacotron2
 from tacotron2_lightning.reference_decoder import ReferenceTacotron2
@@ -116,25 +115,3 @@ def test_bf16_autocast_trains_close_to_float32():
     assert mel_bf16.dtype == torch.bfloat16
     torch.testing.assert_close(mel_bf16.float(), mel, rtol=0.1, atol=0.1)
     assert all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads_bf16.values())
-
-
-def test_deferred_linear_gradients_match_autograd():
-    # A toy recurrence h_t = tanh(base_t + x_t @ A.T + h_{t-1} @ B.T) with a shared bias as base at odd steps.
-    torch.manual_seed(0)
-    a = torch.randn(6, 3, dtype=torch.double, requires_grad=True)
-    b = torch.randn(6, 6, dtype=torch.double, requires_grad=True)
-    bias = torch.randn(6, dtype=torch.double, requires_grad=True)
-    xs = torch.randn(4, 2, 3, dtype=torch.double, requires_grad=True)
-
-    def run(deferred: bool):
-        linear = DeferredLinear([a, b], n_steps=4, dtype=torch.double)
-        token = linear.token()
-        h = torch.zeros(2, 6, dtype=torch.double)
-        for t in range(4):
-            base = bias if t % 2 else bias * xs[t, :, :1]
-            pre = linear(token, t, base, xs[t], h) if deferred else base + xs[t] @ a.t() + h @ b.t()
-            h = torch.tanh(pre)
-        return torch.autograd.grad(h.square().sum(), (a, b, bias, xs))
-
-    for ours, theirs in zip(run(True), run(False), strict=True):
-        torch.testing.assert_close(ours, theirs)
