@@ -33,6 +33,7 @@ from hydra_plugins.smart_optuna_sweeper._secrets import guard_secrets
 from hydra_plugins.smart_optuna_sweeper._stopping import StopRules
 from hydra_plugins.smart_optuna_sweeper._study_run import RULE_FAILURES, StudyRun
 from hydra_plugins.smart_optuna_sweeper._trial_seeds import PerTrialSeed
+from hydra_plugins.smart_optuna_sweeper.config import SmartOptunaSweeperConf, check_options, directions_of
 from tuner_callbacks import contract
 from tuner_callbacks.mlflow_utils import redact_url
 from tuner_callbacks.objective_result import ObjectiveResult
@@ -43,9 +44,6 @@ from tuner_callbacks.report.feasibility import infeasible_trials, no_best_reason
 log = logging.getLogger(__name__)
 
 ARTIFACT_FOLDER = "artifacts"  # trials' media for optuna-dashboard, beside the study's file
-_DIRECTIONS = ("minimize", "maximize")
-_STALE_MODES = ("fail", "requeue")
-_LAUNCH_MODES = ("auto", "batch", "continuous")
 SEARCH_SPACE_ATTR = "smart_tuner:search_space"  # study system attr: the distributions the study was created for
 # Samplers whose values for a trial are random draws: a seed per trial keeps workers and resumed runs from replaying
 # one sequence (_trial_seeds).
@@ -72,56 +70,27 @@ class Outcome(NamedTuple):
 
 
 class SmartOptunaSweeperImpl(Sweeper):
-    def __init__(self, sampler: Any, pruner: Any, direction: Any, storage: str | None, study_name: str | None,
-                 n_trials: int, n_jobs: int, max_failure_rate: float, params: DictConfig | None,
-                 custom_search_space: str | None, stale_trials: str, heartbeat_interval_s: float,
-                 stale_after_s: float, report: bool, alerts: DictConfig | None, launch_mode: str = "auto",
-                 tracking_uri: str | None = None, registry_model: str | None = None,
-                 registry_alias: str = "champion", metric_names: list[str] | None = None,
-                 enqueue_defaults: bool = True, enqueue_trials: list[Any] | None = None,
-                 warm_start_from: DictConfig | None = None, stop_when: DictConfig | None = None) -> None:
-        self.directions = [direction] if isinstance(direction, str) else list(direction)
-        bad = [d for d in self.directions if d not in _DIRECTIONS]
-        if not self.directions or bad:
-            raise SweepError(f"hydra.sweeper.direction must be 'minimize', 'maximize' or a list of them, got "
-                             f"{direction!r}")
-        for name, value, low in (("n_trials", n_trials, 1), ("n_jobs", n_jobs, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise SweepError(f"hydra.sweeper.{name} must be an integer >= {low}, got {value!r}")
-        if not 0.0 <= max_failure_rate <= 1.0:
-            raise SweepError(f"hydra.sweeper.max_failure_rate must be in [0, 1], got {max_failure_rate!r}")
-        if launch_mode not in _LAUNCH_MODES:
-            raise SweepError(f"hydra.sweeper.launch_mode must be one of {_LAUNCH_MODES}, got {launch_mode!r}")
-        if stale_trials not in _STALE_MODES:
-            raise SweepError(f"hydra.sweeper.stale_trials must be one of {_STALE_MODES}, got {stale_trials!r}")
+    """The sweep of :class:`~hydra_plugins.smart_optuna_sweeper.config.SmartOptunaSweeperConf` ``options``: its
+    fields are read from ``self.options``; what is built from them (sampler, pruner, stop rules) is built here."""
+
+    def __init__(self, options: SmartOptunaSweeperConf) -> None:
+        self.options = check_options(options)
+        self.directions = directions_of(options.direction)
         # Built here, not by Hydra (_recursive_: false): the grid sampler partially (its grid comes from the search
         # space), the pruner with its warm-up mapped, and recorded for the jobs as built.
+        sampler, pruner = options.sampler, options.pruner
         self.sampler_cfg = _instantiated(sampler)
         self.sampler_node = _plain(sampler) if OmegaConf.is_config(sampler) or isinstance(sampler, dict) else None
         self.pruner_record = None if isinstance(pruner, optuna.pruners.BasePruner) else pruner_record(pruner)
         self.pruner = pruner if self.pruner_record is None else build_pruner(self.pruner_record)
-        if not isinstance(enqueue_defaults, bool):
-            raise SweepError(f"hydra.sweeper.enqueue_defaults must be true or false, got {enqueue_defaults!r}")
-        self.enqueue_defaults = enqueue_defaults
-        self.enqueue_trials = _plain(enqueue_trials)
-        if self.enqueue_trials is not None and not isinstance(self.enqueue_trials, list):
-            raise SweepError(f"hydra.sweeper.enqueue_trials must be a list of {{param: value}} dicts, got "
-                             f"{enqueue_trials!r}")
-        self.warm_start_from = _seeding.check_warm_start(_plain(warm_start_from))
-        self.stop_rules = StopRules.from_config(_plain(stop_when), self.directions)
-        self.storage_url, self.study_name = storage, study_name
-        self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
-        self.params = params or {}
-        self.custom_search_space = get_method(custom_search_space) if custom_search_space else None
-        self.stale_trials, self.heartbeat_interval_s, self.stale_after_s = (stale_trials, heartbeat_interval_s,
-                                                                            stale_after_s)
         # Plain copies: setup() masks the secrets of Hydra's config, which must not reach the values used here.
-        self.report, self.alerts, self.launch_mode = report, _plain(alerts), launch_mode
-        self.tracking_uri, self.registry_model, self.registry_alias = tracking_uri, registry_model, registry_alias
-        self.metric_names = list(metric_names or [])
-        if self.metric_names and len(self.metric_names) != len(self.directions):
-            raise SweepError(f"hydra.sweeper.metric_names has {len(self.metric_names)} names for "
-                             f"{len(self.directions)} directions: {self.metric_names}")
+        self.enqueue_trials = _plain(options.enqueue_trials)
+        self.warm_start_from = _seeding.check_warm_start(_plain(options.warm_start_from))
+        self.stop_rules = StopRules.from_config(_plain(options.stop_when), self.directions)
+        self.params = options.params or {}
+        self.alerts = _plain(options.alerts)
+        self.custom_search_space = get_method(options.custom_search_space) if options.custom_search_space else None
+        self.n_trials = options.n_trials  # lowered to the grid's size for a grid sampler
         self.job_idx = 0
         self._started, self._stop_reason = time.monotonic(), None
 
@@ -143,12 +112,12 @@ class SmartOptunaSweeperImpl(Sweeper):
     # -- building blocks -------------------------------------------------------------------------------------
 
     def _storage_url(self) -> str:
-        if self.storage_url:
-            if self.storage_url.startswith(JOURNAL_PREFIX):  # jobs may run elsewhere: an absolute path
-                path = Path(self.storage_url[len(JOURNAL_PREFIX):]).absolute()
+        if self.options.storage:
+            if self.options.storage.startswith(JOURNAL_PREFIX):  # jobs may run elsewhere: an absolute path
+                path = Path(self.options.storage[len(JOURNAL_PREFIX):]).absolute()
                 path.parent.mkdir(parents=True, exist_ok=True)
                 return f"{JOURNAL_PREFIX}{path}"
-            return self.storage_url
+            return self.options.storage
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{self.sweep_dir / 'optuna.db'}"
 
@@ -179,7 +148,7 @@ class SmartOptunaSweeperImpl(Sweeper):
         return PerTrialSeed(lambda trial_seed: _instantiated({**self.sampler_node, "seed": trial_seed}), seed)
 
     def _create_study(self, space: SearchSpace, storage_url: str) -> optuna.Study:
-        study_name = self.study_name or self.sweep_dir.name
+        study_name = self.options.study_name or self.sweep_dir.name
         shown = redact_url(storage_url)
         try:
             storage = open_storage(storage_url, shared=True)  # jobs run in this process reuse its pool
@@ -201,7 +170,7 @@ class SmartOptunaSweeperImpl(Sweeper):
             study._storage.set_study_system_attr(study._study_id, SEARCH_SPACE_ATTR, _space_record(space))
         if self.pruner_record is not None:  # jobs rebuild the pruner from it (TrialPruning)
             record_pruner(study, self.pruner_record)
-        names = self.metric_names
+        names = list(self.options.metric_names or [])
         if names and study.metric_names is None:
             with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna
                 warnings.simplefilter("ignore")
@@ -232,7 +201,7 @@ class SmartOptunaSweeperImpl(Sweeper):
         source = None
         if self.warm_start_from is not None:
             source = _seeding.load_source(*self.warm_start_from, self.directions,
-                                          self.study_name or self.sweep_dir.name, storage_url)
+                                          self.options.study_name or self.sweep_dir.name, storage_url)
         study = self._create_study(space, storage_url)
         self._recover(study)
         self._seed(study, space, enqueued, source)
@@ -246,7 +215,7 @@ class SmartOptunaSweeperImpl(Sweeper):
         self._returns, self._stop, self._stop_reason = [], None, None
         self._waiting_logged = self._constraints_warned = False
         # Stops are the study's, not this process's: every worker of the run stops at the same point.
-        self._run = StudyRun.join(study, self.stale_after_s)
+        self._run = StudyRun.join(study, self.options.stale_after_s)
         if self._continuous():
             self._run_continuous(study, space, storage_url)
         else:
@@ -262,7 +231,7 @@ class SmartOptunaSweeperImpl(Sweeper):
         """The run's defaults, then ``enqueue_trials``, as the next trials to run (while n_trials leaves room for
         them), then the trials of ``warm_start_from``."""
         if _counted(study) < self.n_trials:
-            if self.enqueue_defaults and space.distributions:
+            if self.options.enqueue_defaults and space.distributions:
                 defaults = _seeding.configured_values(self.config, space.distributions)
                 if defaults:
                     _seeding.enqueue(study, defaults, {contract.ATTR_DEFAULTS: True}, "The run's configured values")
@@ -277,16 +246,16 @@ class SmartOptunaSweeperImpl(Sweeper):
         Needs a launcher that runs jobs outside this process (joblib, submitit, ...): the basic launcher runs
         them here, one at a time, where concurrent jobs would share Hydra's global state.
         """
-        if self.launch_mode == "auto":
-            return self.n_jobs > 1 and type(self.launcher).__name__ != "BasicLauncher"
-        return self.launch_mode == "continuous"
+        if self.options.launch_mode == "auto":
+            return self.options.n_jobs > 1 and type(self.launcher).__name__ != "BasicLauncher"
+        return self.options.launch_mode == "continuous"
 
     def _decision(self, study: optuna.Study) -> tuple[str, str] | None:
         """``(rule, reason)`` when the study's records say its run should stop, else None."""
         failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if _budget.in_budget(t)]
-        if len(failed) > self.max_failure_rate * self.n_trials:
+        if len(failed) > self.options.max_failure_rate * self.n_trials:
             return RULE_FAILURES, (f"{len(failed)} of the study's trials failed, more than max_failure_rate="
-                                   f"{self.max_failure_rate} of n_trials={self.n_trials}")
+                                   f"{self.options.max_failure_rate} of n_trials={self.n_trials}")
         reason = self.stop_rules.reason(study, self._run.seconds()) if self.stop_rules else None
         return (reason.split(":", 1)[0], reason) if reason else None
 
@@ -349,10 +318,11 @@ class SmartOptunaSweeperImpl(Sweeper):
 
     def _recover(self, study: optuna.Study) -> list[int]:
         """Fails (or re-queues) the trials dead workers left RUNNING."""
-        return recover_stale_trials(study, self.stale_after_s, requeue=self.stale_trials == "requeue")
+        return recover_stale_trials(study, self.options.stale_after_s,
+                                    requeue=self.options.stale_trials == "requeue")
 
     def _poll_s(self) -> float:
-        return max(0.1, min(self.heartbeat_interval_s, 10.0))
+        return max(0.1, min(self.options.heartbeat_interval_s, 10.0))
 
     def _next_trial(self, study: optuna.Study) -> Any:
         """The next trial to run, within n_trials across every worker of the study (_budget); ``_WAIT`` when
@@ -387,7 +357,7 @@ class SmartOptunaSweeperImpl(Sweeper):
         """n_jobs trials at a time; the next batch starts when the whole batch has ended."""
         while not self._stopping():
             trials, next_one = [], None
-            while len(trials) < self.n_jobs:
+            while len(trials) < self.options.n_jobs:
                 next_one = self._next_trial(study)
                 if next_one is None or next_one is _WAIT:
                     break
@@ -422,14 +392,14 @@ class SmartOptunaSweeperImpl(Sweeper):
                 with lock:
                     self._tell(study, trial, outcome)
 
-        with ThreadPoolExecutor(self.n_jobs, thread_name_prefix="smart-optuna-slot") as pool:
-            for future in [pool.submit(slot) for _ in range(self.n_jobs)]:
+        with ThreadPoolExecutor(self.options.n_jobs, thread_name_prefix="smart-optuna-slot") as pool:
+            for future in [pool.submit(slot) for _ in range(self.options.n_jobs)]:
                 future.result()
 
     def _launch(self, study: optuna.Study, trials: Sequence[optuna.Trial], overrides: list[list[str]]
                 ) -> list[Outcome]:
         job_idx, self.job_idx = self.job_idx, self.job_idx + len(trials)
-        with Heartbeat(study, [t._trial_id for t in trials], self.heartbeat_interval_s,
+        with Heartbeat(study, [t._trial_id for t in trials], self.options.heartbeat_interval_s,
                        on_beat=lambda: (self._recover(study), self._run.seen())):
             try:
                 returns = self.launcher.launch(overrides, initial_job_idx=job_idx)
@@ -481,20 +451,21 @@ class SmartOptunaSweeperImpl(Sweeper):
             log.info("%d enqueued trials were not run (n_trials reached or the sweep stopped): a later run with a "
                      "larger n_trials runs them", counts["WAITING"])
         HydraConfig.instance().set_config(self.config)  # the jobs left theirs behind
-        tracking_uri = self.tracking_uri or contract.recorded_tracking_uri(study.get_trials(deepcopy=False))
-        if self.registry_model:
+        tracking_uri = self.options.tracking_uri or contract.recorded_tracking_uri(study.get_trials(deepcopy=False))
+        if self.options.registry_model:
             try:
-                version = promote_best_trial_model(study, self.registry_model, self.registry_alias, tracking_uri)
+                model, alias = self.options.registry_model, self.options.registry_alias
+                version = promote_best_trial_model(study, model, alias, tracking_uri)
                 if version is not None:
-                    log.info("Registry: %s@%s -> version %d (trial %d)", self.registry_model, self.registry_alias,
-                             version, best_trials(study)[0].number)
+                    log.info("Registry: %s@%s -> version %d (trial %d)", model, alias, version,
+                             best_trials(study)[0].number)
             except Exception as error:  # the study is safe; the alias can be moved by hand
                 log.warning("Could not move the registry alias to the best trial's model: %s", error)
         running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
-        if self.report and running:
+        if self.options.report and running:
             # Each worker tells its trials before it looks: the last one to end finds none running, and writes it.
             log.info("Trials %s of other workers are running: the last worker to end writes the report", running)
-        elif self.report:
+        elif self.options.report:
             try:
                 from tuner_callbacks.report import build_report
 

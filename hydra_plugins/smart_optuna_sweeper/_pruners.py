@@ -23,7 +23,8 @@ import optuna
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.smart_optuna_sweeper._errors import SweepError
+from hydra_plugins.smart_optuna_sweeper._errors import SweepError, sweeper_keys
+from tuner_callbacks import options as check
 from tuner_callbacks.optuna_storage import pruner_from_record
 from tuner_callbacks.warmup_pruner import WarmupPruner  # this module's old name: RENAMED_TARGETS maps it
 
@@ -47,15 +48,13 @@ def pruner_record(node: Any, key: str = _KEY) -> dict[str, Any]:
             config[name] = pruner_record(value, f"{key}.{name}")
     if WARMUP in inspect.signature(cls).parameters:
         return config
-    warmup = config.pop(WARMUP, 0)
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise SweepError(f"{key}.{WARMUP} must be an integer >= 0, got {warmup!r}")
+    with sweeper_keys(prefix=""):
+        warmup = check.integer(f"{key}.{WARMUP}", config.pop(WARMUP, 0), low=0)
     if not warmup or issubclass(cls, optuna.pruners.NopPruner):
         return config
     if issubclass(cls, optuna.pruners.HyperbandPruner):
-        min_resource = config.get("min_resource", 1)
-        if isinstance(min_resource, bool) or not isinstance(min_resource, int):
-            raise SweepError(f"{key}.min_resource must be an integer, got {min_resource!r}")
+        with sweeper_keys(prefix=""):
+            min_resource = check.integer(f"{key}.min_resource", config.get("min_resource", 1))
         return {**config, "min_resource": max(min_resource, warmup)}
     return {"_target_": f"{WarmupPruner.__module__}.{WarmupPruner.__name__}", "wrapped_pruner": config,
             WARMUP: warmup}

@@ -20,8 +20,9 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
 
-from hydra_plugins.smart_optuna_sweeper._errors import SweepError
+from hydra_plugins.smart_optuna_sweeper._errors import SweepError, sweeper_keys
 from tuner_callbacks import contract
+from tuner_callbacks import options as check
 from tuner_callbacks.mlflow_utils import redact_url
 from tuner_callbacks.optuna_storage import JOURNAL_PREFIX, open_storage
 
@@ -129,16 +130,12 @@ def enqueue(study: optuna.Study, params: Mapping[str, Any], user_attrs: Mapping[
 def check_warm_start(settings: Mapping[str, Any] | None, key: str = "hydra.sweeper.warm_start_from"
                      ) -> tuple[str, str] | None:
     """``(storage, study_name)`` of ``warm_start_from``, or None; SweepError naming a bad or unknown key."""
-    if settings is None:
-        return None
-    if not isinstance(settings, Mapping):
-        raise SweepError(f"{key} must be {{storage: URL, study_name: NAME}}, got {settings!r}")
-    unknown = sorted(set(settings) - {"storage", "study_name"})
-    if unknown:
-        raise SweepError(f"{key}.{unknown[0]}: unknown key; {key} takes storage and study_name")
-    for name in ("storage", "study_name"):
-        if not isinstance(settings.get(name), str) or not settings[name]:
-            raise SweepError(f"{key}.{name} must be a non-empty string, got {settings.get(name)!r}")
+    with sweeper_keys(prefix=""):
+        settings = check.mapping(key, settings, {"storage": None, "study_name": None})
+        if settings is None:
+            return None
+        for name in ("storage", "study_name"):
+            check.text(f"{key}.{name}", settings[name])
     return settings["storage"], settings["study_name"]
 
 

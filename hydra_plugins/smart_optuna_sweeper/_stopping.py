@@ -12,27 +12,20 @@ finish.
 from __future__ import annotations
 
 import datetime
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Real
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from hydra_plugins.smart_optuna_sweeper._errors import SweepError
+from hydra_plugins.smart_optuna_sweeper._errors import SweepError, sweeper_keys
 from tuner_callbacks import contract
+from tuner_callbacks import options as check
 from tuner_callbacks.report.feasibility import is_feasible
 
 _KEY = "hydra.sweeper.stop_when"
 _RULES = ("no_improvement", "target", "max_seconds")
-_NO_IMPROVEMENT_KEYS = ("trials", "min_delta")
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(float(value))
-
 
 @dataclass(frozen=True)
 class StopRules:
@@ -44,37 +37,24 @@ class StopRules:
     @classmethod
     def from_config(cls, settings: Mapping[str, Any] | None, directions: Sequence[str]) -> StopRules:
         """The rules of ``stop_when``; SweepError naming ``hydra.sweeper.stop_when.<key>`` for a bad one."""
-        if not settings:
-            return cls()
-        if not isinstance(settings, Mapping):
-            raise SweepError(f"{_KEY} must be a dict with any of {list(_RULES)}, got {settings!r}")
-        for name in settings:
-            if name not in _RULES:
-                raise SweepError(f"{_KEY}.{name}: unknown rule; {_KEY} takes {', '.join(_RULES)}")
-        rules = {name: value for name, value in settings.items() if value is not None}
-        for name in ("no_improvement", "target"):
-            if name in rules and len(directions) > 1:
-                raise SweepError(f"{_KEY}.{name} needs a single-objective study; this one has directions "
-                                 f"{list(directions)}")
-        trials, min_delta = None, 0.0
-        if "no_improvement" in rules:
-            rule = rules["no_improvement"]
-            if not isinstance(rule, Mapping):
-                raise SweepError(f"{_KEY}.no_improvement must be {{trials: K, min_delta: X}}, got {rule!r}")
-            for name in rule:
-                if name not in _NO_IMPROVEMENT_KEYS:
-                    raise SweepError(f"{_KEY}.no_improvement.{name}: unknown key; it takes trials and min_delta")
-            trials, min_delta = rule.get("trials"), rule.get("min_delta", 0.0)
-            if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-                raise SweepError(f"{_KEY}.no_improvement.trials must be an integer >= 1, got {trials!r}")
-            if not _number(min_delta) or min_delta < 0:
-                raise SweepError(f"{_KEY}.no_improvement.min_delta must be a number >= 0, got {min_delta!r}")
-        target = rules.get("target")
-        if target is not None and not _number(target):
-            raise SweepError(f"{_KEY}.target must be a number, got {target!r}")
-        max_seconds = rules.get("max_seconds")
-        if max_seconds is not None and (not _number(max_seconds) or max_seconds <= 0):
-            raise SweepError(f"{_KEY}.max_seconds must be a number > 0, got {max_seconds!r}")
+        with sweeper_keys(prefix=""):
+            rules = check.mapping(_KEY, settings or None, dict.fromkeys(_RULES))
+            if rules is None:
+                return cls()
+            rules = {name: value for name, value in rules.items() if value is not None}
+            for name in ("no_improvement", "target"):
+                if name in rules and len(directions) > 1:
+                    raise SweepError(f"{_KEY}.{name} needs a single-objective study; this one has directions "
+                                     f"{list(directions)}")
+            trials, min_delta = None, 0.0
+            if "no_improvement" in rules:
+                rule = check.mapping(f"{_KEY}.no_improvement", rules["no_improvement"],
+                                     {"trials": check.REQUIRED, "min_delta": 0.0})
+                trials = check.integer(f"{_KEY}.no_improvement.trials", rule["trials"], low=1)
+                min_delta = check.number(f"{_KEY}.no_improvement.min_delta", rule["min_delta"], low=0)
+            target = check.number(f"{_KEY}.target", rules.get("target"), optional=True)
+            max_seconds = check.number(f"{_KEY}.max_seconds", rules.get("max_seconds"), low=0, low_open=True,
+                                       optional=True)
         return cls(trials, float(min_delta), None if target is None else float(target),
                    None if max_seconds is None else float(max_seconds))
 

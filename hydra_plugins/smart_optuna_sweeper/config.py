@@ -11,12 +11,18 @@ learning_curve (and any pruner whose class has the argument) get it as their own
 the others are wrapped in ``tuner_callbacks.WarmupPruner``, which asks them only from that step on.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 # OmegaConf reads these annotations at runtime: Optional[...] rather than "X | None".
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+
+from hydra_plugins.smart_optuna_sweeper._errors import sweeper_keys
+from tuner_callbacks import options as check
+
+DIRECTIONS = ("minimize", "maximize")
 
 
 @dataclass
@@ -217,6 +223,40 @@ class SmartOptunaSweeperConf:
     # the reason in the study (system attribute smart_tuner:stop); every worker then stops at its next trial and
     # logs it, writes it to optimization_results.yaml (stopped_early) and sends it in the summary alert.
     stop_when: Any = None
+
+
+def directions_of(direction: Any) -> list[str]:
+    """``direction`` as a list: one per objective."""
+    if isinstance(direction, str):
+        return [direction]
+    return list(direction) if isinstance(direction, Sequence) else [direction]
+
+
+def check_options(options: SmartOptunaSweeperConf) -> SmartOptunaSweeperConf:
+    """``options`` when each option is valid; else SweepError naming ``hydra.sweeper.<key>``, its value and what is
+    allowed, before any trial. A new option gets its check here (with ``tuner_callbacks.options``); the sampler,
+    pruner, ``params``, ``warm_start_from`` and ``stop_when`` are checked where they are built."""
+    with sweeper_keys():
+        directions = directions_of(options.direction)
+        check.check("direction", options.direction, bool(directions) and all(d in DIRECTIONS for d in directions),
+                    "'minimize', 'maximize' or a list of them")
+        check.integer("n_trials", options.n_trials, low=1)
+        check.integer("n_jobs", options.n_jobs, low=1)
+        check.choice("launch_mode", options.launch_mode, ("auto", "batch", "continuous"))
+        check.number("max_failure_rate", options.max_failure_rate, low=0, high=1)
+        check.choice("stale_trials", options.stale_trials, ("fail", "requeue"))
+        check.number("heartbeat_interval_s", options.heartbeat_interval_s, low=0, low_open=True)
+        check.number("stale_after_s", options.stale_after_s, low=0, low_open=True)
+        check.boolean("report", options.report)
+        check.text("registry_alias", options.registry_alias)
+        names = options.metric_names
+        check.check("metric_names", names, not names or len(names) == len(directions),
+                    f"one name per direction ({len(directions)})")
+        check.boolean("enqueue_defaults", options.enqueue_defaults)
+        trials = options.enqueue_trials
+        check.check("enqueue_trials", trials, trials is None or OmegaConf.is_list(trials) or isinstance(trials, list),
+                    "a list of {param: value} dicts")
+    return options
 
 
 _STORE = ConfigStore.instance()

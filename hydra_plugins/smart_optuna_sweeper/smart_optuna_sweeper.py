@@ -9,14 +9,15 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from hydra_plugins.smart_optuna_sweeper.config import SmartOptunaSweeperConf  # noqa: F401 (registers configs)
+from hydra_plugins.smart_optuna_sweeper.config import SmartOptunaSweeperConf  # (importing it registers the configs)
 
 
 class SmartOptunaSweeper(Sweeper):
     def __init__(self, **settings: Any) -> None:
         from hydra_plugins.smart_optuna_sweeper._impl import SmartOptunaSweeperImpl
 
-        self._impl = SmartOptunaSweeperImpl(**settings)
+        # Hydra passes the fields of SmartOptunaSweeperConf as keywords (its _target_ and _recursive_ removed).
+        self._impl = SmartOptunaSweeperImpl(SmartOptunaSweeperConf(**settings))
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self._impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)

@@ -14,6 +14,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
 from hydra_plugins.smart_optuna_sweeper._impl import SmartOptunaSweeperImpl
+from hydra_plugins.smart_optuna_sweeper.config import SmartOptunaSweeperConf
 from tests.helpers.train_configs import CONF
 
 
@@ -52,10 +53,10 @@ def scripted_sweeper(tmp_path: Path, value_of: Callable[[int, dict[str, str]], A
     under ``tmp_path`` and launch through a :class:`ScriptedLauncher`."""
     config = search_config(*overrides)
     options = OmegaConf.to_container(config.hydra.sweeper, resolve=True)
-    for key in ("_target_", "_recursive_"):
+    for key in ("_target_", "_recursive_"):  # as Hydra passes them
         options.pop(key)
-    impl = SmartOptunaSweeperImpl(**{**options, "report": False, "alerts": None, "registry_model": None,
-                                     **settings})
+    impl = SmartOptunaSweeperImpl(SmartOptunaSweeperConf(**{**options, "report": False, "alerts": None,
+                                                            "registry_model": None, **settings}))
     impl.config, impl.launcher = config, ScriptedLauncher(value_of)
     impl.sweep_dir = tmp_path / "sweep"
     return impl

@@ -17,7 +17,8 @@ def test_metric_names_name_the_studys_values(tmp_path):
 
 
 def test_metric_names_that_do_not_fit_the_directions_fail_before_any_trial(tmp_path):
-    with pytest.raises(SweepError, match=r"hydra.sweeper.metric_names has 2 names for 1 directions"):
+    with pytest.raises(SweepError, match=r"hydra.sweeper.metric_names must be one name per direction \(1\), "
+                                        r"got \['a', 'b'\]"):
         scripted_sweeper(tmp_path, lambda n, _: 1.0, metric_names=["a", "b"])
     assert not (tmp_path / "sweep").exists()
 

@@ -154,7 +154,8 @@ def test_a_warm_start_from_a_study_of_other_directions_or_nowhere_is_refused_nam
                           ({"storage": storage, "study_name": "nope"}, "study_name='nope': no such study"),
                           ({"storage": f"sqlite:///{tmp_path / 'none.db'}", "study_name": "up"}, "no such file"),
                           ({"storage": storage}, "warm_start_from.study_name must be"),
-                          ({"storage": storage, "study_name": "up", "trials": 3}, "warm_start_from.trials: unknown")):
+                          ({"storage": storage, "study_name": "up", "trials": 3},
+                           r"warm_start_from: unknown key\(s\) \['trials'\]")):
         with pytest.raises(SweepError, match=named):
             scripted_sweeper(tmp_path, by_number, n_trials=1, warm_start_from=source).sweep([])
     assert not (tmp_path / "none.db").exists() and not (tmp_path / "sweep" / "optuna.db").exists()

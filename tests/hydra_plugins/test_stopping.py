@@ -64,14 +64,15 @@ def test_max_seconds_counts_the_sweeps_own_time():
 
 
 @pytest.mark.parametrize("rules, directions, named", [
-    ({"patience": 3}, ["minimize"], "stop_when.patience: unknown rule"),
+    ({"patience": 3}, ["minimize"], r"stop_when: unknown key\(s\) \['patience'\]; valid keys: \['no_improvement', "),
     ({"no_improvement": {"trials": -1}}, ["minimize"], r"stop_when.no_improvement.trials must be an integer >= 1, "
                                                        "got -1"),
-    ({"no_improvement": {"trials": 3, "delta": 0.1}}, ["minimize"], "stop_when.no_improvement.delta: unknown key"),
+    ({"no_improvement": {"trials": 3, "delta": 0.1}}, ["minimize"],
+     r"stop_when.no_improvement: unknown key\(s\) \['delta'\]"),
     ({"no_improvement": {"trials": 3, "min_delta": -0.1}}, ["minimize"], "stop_when.no_improvement.min_delta"),
     ({"no_improvement": 3}, ["minimize"], "stop_when.no_improvement must be"),
-    ({"target": "low"}, ["minimize"], "stop_when.target must be a number, got 'low'"),
-    ({"max_seconds": 0}, ["minimize"], "stop_when.max_seconds must be a number > 0"),
+    ({"target": "low"}, ["minimize"], "stop_when.target must be None or a finite number, got 'low'"),
+    ({"max_seconds": 0}, ["minimize"], "stop_when.max_seconds must be None or a finite number > 0, got 0"),
     ({"target": 0.5}, ["minimize", "minimize"], "stop_when.target needs a single-objective study"),
     ({"no_improvement": {"trials": 3}}, ["minimize", "maximize"], "stop_when.no_improvement needs a single"),
 ])

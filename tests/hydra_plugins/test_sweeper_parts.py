@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from hydra_plugins.smart_optuna_sweeper._impl import SmartOptunaSweeperImpl, SweepError
 from hydra_plugins.smart_optuna_sweeper._pruners import WarmupPruner
 from hydra_plugins.smart_optuna_sweeper._search_space import SearchSpace
+from hydra_plugins.smart_optuna_sweeper.config import SmartOptunaSweeperConf
 from tests.helpers.train_configs import CONF
 from tuner_callbacks.optuna_storage import STORAGE_ENV, _unmasked, load_study_with_pruner, open_storage
 
@@ -37,10 +38,8 @@ def sweeper_config(*overrides):
 
 def make_impl(directions="minimize", **kwargs):
     settings = dict(sampler=optuna.samplers.RandomSampler(seed=0), pruner=optuna.pruners.NopPruner(),
-                    direction=directions, storage=None, study_name=None, n_trials=3, n_jobs=1, max_failure_rate=0.5,
-                    params=None, custom_search_space=None, stale_trials="fail", heartbeat_interval_s=30.0,
-                    stale_after_s=300.0, report=False, alerts=None)
-    return SmartOptunaSweeperImpl(**{**settings, **kwargs})
+                    direction=directions, n_trials=3, report=False)
+    return SmartOptunaSweeperImpl(SmartOptunaSweeperConf(**{**settings, **kwargs}))
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "gp", "nsgaii", "grid"])
@@ -141,13 +140,31 @@ def test_the_artifact_folder_lies_beside_the_study_file_or_in_the_sweep_folder(s
 
 
 @pytest.mark.parametrize("kwargs, named", [
-    ({"directions": "down"}, "direction"), ({"n_trials": 0}, "n_trials"),
-    ({"max_failure_rate": 2.0}, "max_failure_rate"),
-    ({"stale_trials": "retry"}, "stale_trials"), ({"launch_mode": "eager"}, "launch_mode"),
+    ({"directions": "down"}, "direction must be 'minimize', 'maximize' or a list of them, got 'down'"),
+    ({"directions": []}, r"direction must be .* got \[\]"),
+    ({"n_trials": 0}, "n_trials must be an integer >= 1, got 0"), ({"n_jobs": 1.5}, "n_jobs must be an integer"),
+    ({"max_failure_rate": 2.0}, r"max_failure_rate must be a finite number in \[0, 1\], got 2.0"),
+    ({"stale_trials": "retry"}, "stale_trials must be 'fail' or 'requeue', got 'retry'"),
+    ({"launch_mode": "eager"}, "launch_mode must be one of 'auto', 'batch', 'continuous', got 'eager'"),
+    ({"heartbeat_interval_s": 0}, "heartbeat_interval_s must be a finite number > 0, got 0"),
+    ({"stale_after_s": -1.0}, "stale_after_s must be a finite number > 0"),
+    ({"report": "yes"}, "report must be True or False, got 'yes'"),
+    ({"enqueue_defaults": 1}, "enqueue_defaults must be True or False, got 1"),
+    ({"enqueue_trials": {"lr": 1}}, "enqueue_trials must be a list of"),
+    ({"registry_alias": ""}, "registry_alias must be a non-empty string"),
 ])
 def test_bad_sweeper_settings_are_named(kwargs, named):
-    with pytest.raises(SweepError, match=named):
+    with pytest.raises(SweepError, match=f"hydra.sweeper.{named}"):
         make_impl(**kwargs)
+
+
+def test_the_plugin_hands_hydras_settings_to_the_implementation_as_its_config_dataclass():
+    node = sweeper_config("hydra.sweeper.n_trials=7", "hydra.sweeper.stale_trials=requeue")
+    sweeper = instantiate(node)  # as Hydra builds it: the fields as keywords, _recursive_ false
+    # (Hydra's plugin scan may have imported the plugin's modules a second time: compare by name)
+    assert type(sweeper._impl.options).__name__ == SmartOptunaSweeperConf.__name__
+    assert (sweeper._impl.options.n_trials, sweeper._impl.options.stale_trials) == (7, "requeue")
+    assert sweeper._impl.n_trials == 7 and isinstance(sweeper._impl.pruner, optuna.pruners.BasePruner)
 
 
 def test_storages_open_from_sqlite_and_journal_urls_and_bad_ones_are_named(tmp_path):
