@@ -42,6 +42,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from tuner_callbacks import options
 from tuner_callbacks.contract import TAG_LAST_RECOVERY, TAG_RECOVERIES
 from tuner_callbacks.lightning_compat import lightning_bases
 from tuner_callbacks.mlflow_utils import is_mlflow_logger
@@ -55,24 +56,18 @@ _REMEDY_KEYS = ("lr_factor", "attributes", "hold_steps", "reinitialize")
 
 
 def _check_remedy(index: int, remedy: Any) -> dict[str, Any]:
-    where = f"remedies[{index}]"
-    if not isinstance(remedy, Mapping):
-        raise ValueError(f"{where} must be a mapping of {list(_REMEDY_KEYS)}, got {remedy!r}")
-    unknown = sorted(set(remedy) - set(_REMEDY_KEYS))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {list(_REMEDY_KEYS)}")
-    factor = remedy.get("lr_factor")
-    if factor is not None and (isinstance(factor, bool) or not isinstance(factor, int | float) or not factor > 0):
-        raise ValueError(f"{where}.lr_factor must be a number > 0, got {factor!r}")
-    attributes = remedy.get("attributes") or {}
-    if not isinstance(attributes, Mapping):
-        raise ValueError(f"{where}.attributes must map attribute names to values, got {attributes!r}")
-    hold = remedy.get("hold_steps")
-    if attributes and (isinstance(hold, bool) or not isinstance(hold, int) or hold < 1):
-        raise ValueError(f"{where}.hold_steps must be an int >= 1 when attributes are set, got {hold!r}")
-    paths = remedy.get("reinitialize") or []
-    if isinstance(paths, str) or not all(isinstance(p, str) and p for p in paths):
-        raise ValueError(f"{where}.reinitialize must be a list of module paths, got {paths!r}")
+    key = f"remedies[{index}]"
+    remedy = options.mapping(key, remedy, dict.fromkeys(_REMEDY_KEYS), optional=False)
+    factor = options.number(f"{key}.lr_factor", remedy["lr_factor"], low=0, low_open=True, optional=True)
+    attributes = remedy["attributes"] or {}
+    options.check(f"{key}.attributes", attributes, isinstance(attributes, Mapping), "a mapping of names to values")
+    hold = remedy["hold_steps"]
+    if attributes:
+        options.integer(f"{key}.hold_steps", hold, low=1)
+    paths = remedy["reinitialize"] or []
+    options.check(f"{key}.reinitialize", paths, not isinstance(paths, str) and all(isinstance(p, str) and p
+                                                                                  for p in paths),
+                  "a list of module paths")
     return {"lr_factor": factor, "attributes": dict(attributes), "hold_steps": hold, "reinitialize": list(paths)}
 
 
@@ -108,24 +103,18 @@ class AlignmentGuard(*lightning_bases("Callback")):
                  remedies: Sequence[Mapping[str, Any]] = ({"lr_factor": 0.5},), max_recoveries: int = 2,
                  snapshot_dir: str | Path | None = None, alerts: Sequence[Any] | None = None):
         super().__init__()
-        if not isinstance(monitor, str) or not monitor:
-            raise ValueError(f"`monitor` must be a metric name, got {monitor!r}")
-        if mode not in ("min", "max"):
-            raise ValueError(f"`mode` must be 'min' or 'max', got {mode!r}")
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
-            raise ValueError(f"`threshold` must be a finite number, got {threshold!r}")
-        for name, value, low in (("patience", patience, 1), ("warmup_steps", warmup_steps, 0),
-                                 ("max_recoveries", max_recoveries, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"`{name}` must be an int >= {low}, got {value!r}")
-        if collapse_drop is not None and (isinstance(collapse_drop, bool) or not isinstance(collapse_drop, int | float)
-                                          or not 0 < collapse_drop < 1):
-            raise ValueError(f"`collapse_drop` must be a fraction in (0, 1) or None, got {collapse_drop!r}")
-        if isinstance(remedies, Mapping | str) or not remedies:
-            raise ValueError(f"`remedies` must be a non-empty list of mappings, got {remedies!r}")
-        if alerts is not None and (isinstance(alerts, str) or not isinstance(alerts, Sequence)
-                                   or not all(callable(getattr(a, "send", None)) for a in alerts)):
-            raise ValueError(f"`alerts` must be a list of alert callbacks (with a send method) or None, got {alerts!r}")
+        options.text("monitor", monitor, allowed="a metric name")
+        options.choice("mode", mode, ("min", "max"))
+        options.number("threshold", threshold)
+        options.integer("patience", patience, low=1)
+        options.integer("warmup_steps", warmup_steps, low=0)
+        options.integer("max_recoveries", max_recoveries, low=0)
+        options.number("collapse_drop", collapse_drop, low=0, high=1, low_open=True, high_open=True, optional=True)
+        options.check("remedies", remedies, not isinstance(remedies, Mapping | str) and bool(remedies),
+                      "a non-empty list of mappings")
+        options.check("alerts", alerts, alerts is None or (not isinstance(alerts, str) and isinstance(alerts, Sequence)
+                                                          and all(callable(getattr(a, "send", None)) for a in alerts)),
+                      "a list of alert callbacks (with a send method) or None")
         self.monitor, self.mode, self.threshold = monitor, mode, float(threshold)
         self.patience, self.collapse_drop, self.warmup_steps = patience, collapse_drop, warmup_steps
         self.remedies = [_check_remedy(i, remedy) for i, remedy in enumerate(remedies)]

@@ -20,15 +20,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from tuner_callbacks._early_stopping_options import (
-    _INT_GE_0,
-    _NAME,
-    _NUMBER,
-    _NUMBER_GE_0,
-    _optional,
-    _require,
-    _rule_options,
-)
+from tuner_callbacks import options
 from tuner_callbacks._windows import relative_slope, relative_spread
 from tuner_callbacks.lightning_compat import lightning_bases
 from tuner_callbacks.stop_reason import StopReason, log_stop_reason, set_stop_reason
@@ -36,6 +28,45 @@ from tuner_callbacks.stop_reason import StopReason, log_stop_reason, set_stop_re
 # When several rules fire at one check, the most alarming is reported: a broken run before a finished one.
 CRITERIA = ("non_finite", "divergence_threshold", "divergence", "below_floor", "overfitting",
             "stopping_threshold", "patience", "gradient", "plateau")
+# Each optional rule's options and their defaults (REQUIRED: no value suits every model, the caller gives it).
+RULE_DEFAULTS = {
+    "gradient": {"window": 5, "min_slope": 1e-3},
+    "plateau": {"window": 5, "min_relative_spread": 0.01},
+    "overfitting": {"train_monitor": "train/loss", "growing_checks": 3, "max_ratio": None, "smoothing": 0.0},
+    "divergence": {"factor": 3.0},
+    "floor": {"monitor": options.REQUIRED, "min_value": options.REQUIRED, "after_steps": 0, "patience": 1},
+}
+_METRIC = "a non-empty metric name"
+
+
+def _rule(name: str, given: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Rule ``name``'s options merged over :data:`RULE_DEFAULTS` and checked; None keeps the rule off."""
+    rule = options.mapping(name, given, RULE_DEFAULTS[name])
+    if rule is None:
+        return None
+    key = f"{name}.{{}}".format
+    if name in ("gradient", "plateau"):
+        options.integer(key("window"), rule["window"], low=2)
+    if name == "gradient":
+        options.number(key("min_slope"), rule["min_slope"], low=0)
+    elif name == "plateau":
+        options.number(key("min_relative_spread"), rule["min_relative_spread"], low=0, low_open=True)
+    elif name == "overfitting":
+        options.text(key("train_monitor"), rule["train_monitor"], allowed=_METRIC)
+        options.integer(key("growing_checks"), rule["growing_checks"], low=1, optional=True)
+        options.number(key("max_ratio"), rule["max_ratio"], low=1, low_open=True, optional=True)
+        options.number(key("smoothing"), rule["smoothing"], low=0, high=1, high_open=True)
+        if rule["growing_checks"] is None and rule["max_ratio"] is None:
+            raise options.OptionError(name, dict(given), "a mapping with growing_checks or max_ratio",
+                                      lambda q: f"{q(name)} needs growing_checks or max_ratio, got {dict(given)!r}")
+    elif name == "divergence":
+        options.number(key("factor"), rule["factor"], low=1, low_open=True)
+    elif name == "floor":
+        options.text(key("monitor"), rule["monitor"], allowed=_METRIC)
+        options.number(key("min_value"), rule["min_value"])
+        options.integer(key("after_steps"), rule["after_steps"], low=0)
+        options.integer(key("patience"), rule["patience"], low=1)
+    return rule
 
 
 class SmartEarlyStopping(*lightning_bases("Callback")):
@@ -101,22 +132,19 @@ class SmartEarlyStopping(*lightning_bases("Callback")):
         self.stopping_threshold, self.divergence_threshold = stopping_threshold, divergence_threshold
         self.min_steps, self.min_epochs = min_steps, min_epochs
         self._check_on_train_epoch_end = check_on_train_epoch_end
-        if mode not in ("min", "max"):
-            raise ValueError(f"`mode` can be 'min' or 'max', got {mode!r}")
-        _require("monitor", monitor, _NAME)
-        _require("min_delta", min_delta, _NUMBER_GE_0)
-        _require("patience", patience, _INT_GE_0)
-        _require("stopping_threshold", stopping_threshold, _optional(_NUMBER))
-        _require("divergence_threshold", divergence_threshold, _optional(_NUMBER))
-        _require("min_steps", min_steps, _INT_GE_0)
-        _require("min_epochs", min_epochs, _INT_GE_0)
-        self.gradient = _rule_options("gradient", gradient)
-        self.plateau = _rule_options("plateau", plateau)
-        self.overfitting = _rule_options("overfitting", overfitting)
-        self.divergence = _rule_options("divergence", divergence)
-        self.floor = _rule_options("floor", floor)
-        if self.overfitting and self.overfitting["growing_checks"] is None and self.overfitting["max_ratio"] is None:
-            raise ValueError(f"`overfitting` needs growing_checks or max_ratio, got {dict(overfitting)!r}")
+        options.choice("mode", mode, ("min", "max"))
+        options.text("monitor", monitor, allowed=_METRIC)
+        options.number("min_delta", min_delta, low=0)
+        options.integer("patience", patience, low=0)
+        options.number("stopping_threshold", stopping_threshold, optional=True)
+        options.number("divergence_threshold", divergence_threshold, optional=True)
+        options.integer("min_steps", min_steps, low=0)
+        options.integer("min_epochs", min_epochs, low=0)
+        self.gradient = _rule("gradient", gradient)
+        self.plateau = _rule("plateau", plateau)
+        self.overfitting = _rule("overfitting", overfitting)
+        self.divergence = _rule("divergence", divergence)
+        self.floor = _rule("floor", floor)
         self._better = torch.lt if mode == "min" else torch.gt
         # Lightning's sign convention: current - delta must beat the best score to count as an improvement.
         self._signed_delta = -min_delta if mode == "min" else min_delta

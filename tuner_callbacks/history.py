@@ -21,6 +21,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 from typing_extensions import override
 
+from tuner_callbacks import options
 from tuner_callbacks._anomalies import detect_anomalies
 from tuner_callbacks.lightning_compat import lightning_bases
 from tuner_callbacks.mlflow_utils import find_mlflow_logger
@@ -113,18 +114,11 @@ class MetricHistory(*lightning_bases("Callback")):
         self.export_dir = export_dir
         self.export_formats = _check_formats("export_formats", export_formats)
         for name, low in (("every_n_steps", 1), ("max_rows_per_metric", 2), ("anomaly_window", 2), ("min_history", 2)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"MetricHistory `{name}` must be an integer >= {low}, got {value!r}")
-        if min_history > anomaly_window:
-            raise ValueError(f"MetricHistory `min_history` must be <= anomaly_window={anomaly_window}, "
-                             f"got {min_history!r}")
-        if bounding not in BOUNDINGS:
-            raise ValueError(f"MetricHistory `bounding` can be 'downsample' or 'window', got {bounding!r}")
+            options.integer(name, getattr(self, name), low=low)
+        options.check("min_history", min_history, min_history <= anomaly_window, f"<= anomaly_window={anomaly_window}")
+        options.choice("bounding", bounding, BOUNDINGS)
         for name in ("z_threshold", "jump_factor"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
-                raise ValueError(f"MetricHistory `{name}` must be a positive number, got {value!r}")
+            options.number(name, getattr(self, name), low=0, low_open=True)
         self._series: dict[tuple[str, str], _Series] = {}  # (phase, metric) -> rows
         self._pending: list[tuple[str, str, int, int, torch.Tensor]] = []  # rows whose value is still a tensor
         self._seen: dict[str, torch.Tensor] = {}  # the last tensor seen per name
@@ -257,8 +251,7 @@ class MetricHistory(*lightning_bases("Callback")):
     def stats(self, metric: str, window: int | None = None, phase: str | None = None) -> dict[str, float]:
         """mean, median, std, min, max, least-squares slope per step, count of finite values and last value
         over the last ``window`` rows (all when None). Non-finite values are left out of all but ``last``."""
-        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
-            raise ValueError(f"MetricHistory.stats `window` must be a positive integer or None, got {window!r}")
+        options.integer("window", window, low=1, optional=True)
         _, series = self._find(metric, phase)
         steps = np.asarray(series.steps[-window:] if window else series.steps, dtype=float)
         values = np.asarray(series.values[-window:] if window else series.values, dtype=float)
@@ -380,8 +373,7 @@ def _skip(trainer: pl.Trainer) -> bool:
 def _check_formats(argument: str, formats: Sequence[str]) -> tuple[str, ...]:
     formats = (formats,) if isinstance(formats, str) else tuple(formats)
     for fmt in formats:
-        if fmt not in FORMATS:
-            raise ValueError(f"MetricHistory `{argument}` can hold 'csv', 'parquet' or 'json', got {fmt!r}")
+        options.choice(argument, fmt, FORMATS)
     return formats
 
 

@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy.special import stdtr  # Student-t CDF, without scipy.stats' second of import
 from typing_extensions import override
 
+from tuner_callbacks import options
 from tuner_callbacks._learning_curves import MODELS, Extrapolation, extrapolate
 
 log = logging.getLogger(__name__)
@@ -71,18 +72,14 @@ class LearningCurvePruner(optuna.pruners.BasePruner):
                  models: Sequence[str] = ("power_law", "exponential")) -> None:
         self.max_resource, self.prune_probability = max_resource, prune_probability
         self.n_startup_trials, self.n_warmup_steps, self.min_points = n_startup_trials, n_warmup_steps, min_points
-        if max_resource != "auto" and (not _is_int(max_resource) or max_resource < 1):
-            raise ValueError(f"`max_resource` must be 'auto' or an integer >= 1, got {max_resource!r}")
-        if isinstance(prune_probability, bool) or not isinstance(prune_probability, (int, float)) or not (
-                0 < prune_probability < 1):
-            raise ValueError(f"`prune_probability` must be a number in (0, 1), got {prune_probability!r}")
-        for name, value, least in (("n_startup_trials", n_startup_trials, 0), ("n_warmup_steps", n_warmup_steps, 0),
-                                   ("min_points", min_points, 4)):
-            if not _is_int(value) or value < least:
-                raise ValueError(f"`{name}` must be an integer >= {least}, got {value!r}")
-        if isinstance(models, str) or not isinstance(models, Sequence) or not models or any(
-                m not in MODELS for m in models):
-            raise ValueError(f"`models` must be a non-empty list of {sorted(MODELS)}, got {models!r}")
+        options.check("max_resource", max_resource, max_resource == "auto" or _is_int(max_resource)
+                      and max_resource >= 1, "'auto' or an integer >= 1")
+        options.number("prune_probability", prune_probability, low=0, high=1, low_open=True, high_open=True)
+        options.integer("n_startup_trials", n_startup_trials, low=0)
+        options.integer("n_warmup_steps", n_warmup_steps, low=0)
+        options.integer("min_points", min_points, low=4)
+        options.check("models", models, not isinstance(models, str) and isinstance(models, Sequence) and bool(models)
+                      and all(m in MODELS for m in models), f"a non-empty list of {sorted(MODELS)}")
         self.models = tuple(str(m) for m in models)
         # (study, finished trial, step, horizon, model) -> its prediction: a finished curve never changes
         self._calibration: dict[tuple[Any, ...], float | None] = {}

@@ -18,21 +18,17 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 from typing_extensions import override
 
+from tuner_callbacks import options
 from tuner_callbacks.lightning_compat import lightning_bases
 
 _BOUND_KEYS = ("min", "max")
 
 
 def _check_bounds(monitor: Any, bounds: Any) -> dict[str, float]:
-    if not isinstance(monitor, str) or not monitor:
-        raise ValueError(f"`conditions` keys must be metric names, got {monitor!r}")
-    if not isinstance(bounds, Mapping) or not bounds or set(bounds) - set(_BOUND_KEYS):
-        raise ValueError(f"`conditions.{monitor}` must map 'min' and/or 'max' to numbers, got {bounds!r}")
-    checked = {}
-    for key, value in bounds.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ValueError(f"`conditions.{monitor}.{key}` must be a finite number, got {value!r}")
-        checked[key] = float(value)
+    options.check("conditions", monitor, isinstance(monitor, str) and monitor != "", "keyed by metric names")
+    options.check(f"conditions.{monitor}", bounds, isinstance(bounds, Mapping) and bool(bounds)
+                  and not set(bounds) - set(_BOUND_KEYS), "a map of 'min' and/or 'max' to numbers")
+    checked = {key: float(options.number(f"conditions.{monitor}.{key}", value)) for key, value in bounds.items()}
     if checked.get("min", -math.inf) > checked.get("max", math.inf):
         raise ValueError(f"`conditions.{monitor}`: min {checked['min']} is above max {checked['max']}")
     return checked
@@ -57,10 +53,10 @@ class MetricMilestone(*lightning_bases("Callback")):
 
     def __init__(self, name: str, conditions: Mapping[str, Mapping[str, float]]):
         super().__init__()
-        if not isinstance(name, str) or not name.replace("_", "").isalnum():
-            raise ValueError(f"`name` must be a word (letters, digits, _), got {name!r}")
-        if not isinstance(conditions, Mapping) or not conditions:
-            raise ValueError(f"`conditions` must map metric names to bounds, got {conditions!r}")
+        options.check("name", name, isinstance(name, str) and name.replace("_", "").isalnum(),
+                      "a word (letters, digits, _)")
+        options.check("conditions", conditions, isinstance(conditions, Mapping) and bool(conditions),
+                      "a map of metric names to bounds")
         self.name = name
         self.conditions = {monitor: _check_bounds(monitor, bounds) for monitor, bounds in conditions.items()}
         self.reached_at: int | None = None

@@ -23,6 +23,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from tuner_callbacks import options
 from tuner_callbacks.lightning_compat import lightning_bases
 from tuner_callbacks.schedule_curves import Plateau, Schedule, base_key, build_schedule
 
@@ -77,20 +78,19 @@ def _plain(value: Any) -> Any:
 
 
 def _start_when(entry: str, condition: Any, spec: dict[str, Any]) -> dict[str, Any]:
-    """A checked ``start_when`` condition, with its mode filled in."""
-    if not isinstance(condition, dict) or set(condition) - {"monitor", "threshold", "mode"}:
-        raise ValueError(f"{entry}: `start_when` must be a mapping of monitor, threshold and mode, got {condition!r}")
-    monitor, threshold, mode = condition.get("monitor"), condition.get("threshold"), condition.get("mode", "max")
-    if not isinstance(monitor, str) or not monitor:
-        raise ValueError(f"{entry}: `start_when.monitor` must be a metric name, got {monitor!r}")
-    if not _is_number(threshold):
-        raise ValueError(f"{entry}: `start_when.threshold` must be a number, got {threshold!r}")
-    if mode not in ("min", "max"):
-        raise ValueError(f"{entry}: `start_when.mode` can be 'min' or 'max', got {mode!r}")
+    """A checked ``start_when`` condition, with its mode filled in; errors name ``entry``."""
+    try:
+        condition = options.mapping("start_when", condition,
+                                    {"monitor": options.REQUIRED, "threshold": options.REQUIRED, "mode": "max"})
+        options.text("start_when.monitor", condition["monitor"], allowed="a metric name")
+        options.check("start_when.threshold", condition["threshold"], _is_number(condition["threshold"]), "a number")
+        options.choice("start_when.mode", condition["mode"], ("min", "max"))
+    except options.OptionError as error:
+        raise ValueError(f"{entry}: {error}") from None
     if spec.get("strategy") == "plateau":
         raise ValueError(f"{entry}: `start_when` does not combine with strategy 'plateau', which follows its own "
                          "metric from the start")
-    return {"monitor": monitor, "threshold": float(threshold), "mode": mode}
+    return {**condition, "threshold": float(condition["threshold"])}
 
 
 class ParamScheduler(*lightning_bases("Callback")):
@@ -127,15 +127,9 @@ class ParamScheduler(*lightning_bases("Callback")):
 
     def __init__(self, schedules: Mapping[str, Any] | Sequence[Any], interval: str = "step", log_changes: bool = True,
                  max_history: int = 10_000):
-        if interval not in ("step", "epoch"):
-            raise ValueError(f"`interval` can be 'step' or 'epoch', got {interval!r}")
-        if not isinstance(log_changes, bool):
-            raise ValueError(f"`log_changes` must be True or False, got {log_changes!r}")
-        if isinstance(max_history, bool) or not isinstance(max_history, int) or max_history < 0:
-            raise ValueError(f"`max_history` must be an integer >= 0, got {max_history!r}")
-        self.interval = interval
-        self.log_changes = log_changes
-        self.max_history = max_history
+        self.interval = options.choice("interval", interval, ("step", "epoch"))
+        self.log_changes = options.boolean("log_changes", log_changes)
+        self.max_history = options.integer("max_history", max_history, low=0)
         self.schedules = _plain(schedules)  # as given, in plain values
         self._specs = self._validate(self.schedules)  # {"schedules['name']": spec}, the label names errors
         self._slots: list[_Slot] = []
@@ -152,7 +146,7 @@ class ParamScheduler(*lightning_bases("Callback")):
         elif isinstance(schedules, list):
             items = [(f"schedules[{i}]", spec) for i, spec in enumerate(schedules)]
         else:
-            raise ValueError(f"`schedules` must be a mapping of names to specs or a list of specs, got {schedules!r}")
+            raise options.OptionError("schedules", schedules, "a mapping of names to specs or a list of specs")
         entries: dict[str, dict[str, Any]] = {}
         targets: dict[str, str] = {}
         for entry, spec in items:

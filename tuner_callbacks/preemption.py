@@ -20,6 +20,7 @@ import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from tuner_callbacks import options
 from tuner_callbacks.lightning_compat import lightning_bases
 
 SIGNALS = ("SIGTERM", "SIGINT")
@@ -80,13 +81,11 @@ class PreemptionCheckpoint(*lightning_bases("callbacks.Checkpoint")):
 
     def __init__(self, dirpath: str | Path | None = None, filename: str | None = None,
                  signals: Sequence[str] = SIGNALS, every_n_train_steps: int | None = None):
-        if filename is not None and (not isinstance(filename, str) or not filename or "/" in filename):
-            raise ValueError(f"`filename` must be a file name without folders (or None), got {filename!r}")
-        if isinstance(signals, str) or not all(name in SIGNALS for name in signals):
-            raise ValueError(f"`signals` must be a list of {list(SIGNALS)}, got {signals!r}")
-        if every_n_train_steps is not None and (isinstance(every_n_train_steps, bool)
-                                                or not isinstance(every_n_train_steps, int) or every_n_train_steps < 1):
-            raise ValueError(f"`every_n_train_steps` must be a positive integer or None, got {every_n_train_steps!r}")
+        options.check("filename", filename, filename is None or isinstance(filename, str) and filename != ""
+                      and "/" not in filename, "a file name without folders (or None)")
+        options.check("signals", signals, not isinstance(signals, str) and all(name in SIGNALS for name in signals),
+                      f"a list of {list(SIGNALS)}")
+        options.integer("every_n_train_steps", every_n_train_steps, low=1, optional=True)
         self.dirpath, self.filename = dirpath, filename
         self.signals = tuple(signals)
         self.every_n_train_steps = every_n_train_steps

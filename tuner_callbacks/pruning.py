@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from tuner_callbacks import options
 from tuner_callbacks.lightning_compat import lightning_bases
 from tuner_callbacks.stop_reason import StopReason, get_stop_reason, log_stop_reason, set_stop_reason
 
@@ -42,17 +43,14 @@ class TrialPruning(*lightning_bases("Callback")):
     def __init__(self, monitor: str = "val/loss", trial: Any = None, study_name: str | None = None,
                  storage: str | None = None, trial_number: int | None = None,
                  objective: Callable[[Mapping[str, float], Mapping[str, Any]], float] | None = None):
-        if not isinstance(monitor, str) or not monitor:
-            raise ValueError(f"`monitor` must be a metric name, got {monitor!r}")
-        if objective is not None and not callable(objective):
-            raise ValueError(f"`objective` must be a callable (metrics, objects) -> float, got {objective!r}")
+        options.text("monitor", monitor, allowed="a metric name")
+        options.check("objective", objective, objective is None or callable(objective),
+                      "a callable (metrics, objects) -> float")
         given = {"study_name": study_name, "storage": storage, "trial_number": trial_number}
         if trial is None and any(v is not None for v in given.values()) and any(v is None for v in given.values()):
             missing = [name for name, value in given.items() if value is None]
             raise ValueError(f"TrialPruning needs study_name, storage and trial_number together; missing {missing}")
-        if trial_number is not None and (isinstance(trial_number, bool) or not isinstance(trial_number, int)
-                                         or trial_number < 0):
-            raise ValueError(f"`trial_number` must be an integer >= 0, got {trial_number!r}")
+        options.integer("trial_number", trial_number, low=0, optional=True)
         self.monitor, self.objective = monitor, objective
         self.study_name, self.storage, self.trial_number = study_name, storage, trial_number
         self._trial = trial

@@ -32,19 +32,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuner_callbacks import options
+
 Schedule = Callable[[int], float]
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"`{name}` must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _steps(name: str, value: Any, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _progress(step: int, total_steps: int) -> float:
@@ -58,7 +48,7 @@ class Constant:
     start: float
 
     def __post_init__(self) -> None:
-        _number("start", self.start)
+        options.number("start", self.start)
 
     def __call__(self, step: int) -> float:
         return float(self.start)
@@ -73,7 +63,8 @@ class Linear:
     total_steps: int
 
     def __post_init__(self) -> None:
-        _number("start", self.start), _number("end", self.end), _steps("total_steps", self.total_steps, 1)
+        options.number("start", self.start), options.number("end", self.end)
+        options.integer("total_steps", self.total_steps, low=1)
 
     def __call__(self, step: int) -> float:
         return self.start + (self.end - self.start) * _progress(step, self.total_steps)
@@ -90,19 +81,18 @@ class Exponential:
     total_steps: int | None = None
 
     def __post_init__(self) -> None:
-        _number("start", self.start)
+        options.number("start", self.start)
         if self.gamma is not None:
             if self.end is not None or self.total_steps is not None:
                 raise ValueError(f"give either `gamma` or `end` and `total_steps`, not both: got gamma={self.gamma!r}, "
                                  f"end={self.end!r}, total_steps={self.total_steps!r}")
-            if _number("gamma", self.gamma) <= 0:
-                raise ValueError(f"`gamma` must be > 0, got {self.gamma!r}")
+            options.number("gamma", self.gamma, low=0, low_open=True)
             return
         if self.end is None or self.total_steps is None:
             raise ValueError(f"needs `gamma`, or `end` and `total_steps`: got gamma=None, end={self.end!r}, "
                              f"total_steps={self.total_steps!r}")
-        _steps("total_steps", self.total_steps, 1)
-        if not _number("end", self.end) * self.start > 0:
+        options.integer("total_steps", self.total_steps, low=1)
+        if not options.number("end", self.end) * self.start > 0:
             raise ValueError(f"`end` must be non-zero with the sign of `start` to decay exponentially, got "
                              f"end={self.end!r} with start={self.start!r}")
 
@@ -122,7 +112,8 @@ class Cosine:
     end: float = 0.0
 
     def __post_init__(self) -> None:
-        _number("start", self.start), _number("end", self.end), _steps("total_steps", self.total_steps, 1)
+        options.number("start", self.start), options.number("end", self.end)
+        options.integer("total_steps", self.total_steps, low=1)
 
     def __call__(self, step: int) -> float:
         return self.end + (self.start - self.end) * (1 + math.cos(math.pi * _progress(step, self.total_steps))) / 2
@@ -137,9 +128,8 @@ class Step:
     gamma: float = 0.1
 
     def __post_init__(self) -> None:
-        _number("start", self.start), _steps("step_size", self.step_size, 1)
-        if _number("gamma", self.gamma) <= 0:
-            raise ValueError(f"`gamma` must be > 0, got {self.gamma!r}")
+        options.number("start", self.start), options.integer("step_size", self.step_size, low=1)
+        options.number("gamma", self.gamma, low=0, low_open=True)
 
     def __call__(self, step: int) -> float:
         return self.start * self.gamma ** (max(step, 0) // self.step_size)
@@ -157,8 +147,9 @@ class Warmup:
     end: float = 0.0
 
     def __post_init__(self) -> None:
-        _number("peak", self.peak), _number("warmup_start", self.warmup_start), _number("end", self.end)
-        _steps("warmup_steps", self.warmup_steps), _steps("total_steps", self.total_steps, 1)
+        options.number("peak", self.peak), options.number("warmup_start", self.warmup_start)
+        options.number("end", self.end), options.integer("warmup_steps", self.warmup_steps, low=0)
+        options.integer("total_steps", self.total_steps, low=1)
         if self.warmup_steps >= self.total_steps:
             raise ValueError(f"`warmup_steps` must be < `total_steps`, got warmup_steps={self.warmup_steps!r}, "
                              f"total_steps={self.total_steps!r}")
@@ -185,7 +176,7 @@ class Sequential:
             if steps is None and i < len(self.phases) - 1:
                 raise ValueError(f"`phases[{i}].steps` is required for all but the last phase, got None")
             if steps is not None:
-                _steps(f"phases[{i}].steps", steps, 1)
+                options.integer(f"phases[{i}].steps", steps, low=1)
 
     def __call__(self, step: int) -> float:
         for schedule, steps in self.phases:
@@ -220,18 +211,14 @@ class Plateau:
     cooldown_counter: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        self.value = _number("start", self.start)
-        if not isinstance(self.monitor, str) or not self.monitor:
-            raise ValueError(f"`monitor` must name a logged metric, got {self.monitor!r}")
-        if self.mode not in ("min", "max"):
-            raise ValueError(f"`mode` can be 'min' or 'max', got {self.mode!r}")
-        if self.threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"`threshold_mode` can be 'rel' or 'abs', got {self.threshold_mode!r}")
-        if not 0 < _number("factor", self.factor) < 1:
-            raise ValueError(f"`factor` must be in (0, 1), got {self.factor!r}")
-        _steps("patience", self.patience), _steps("cooldown", self.cooldown), _number("min_value", self.min_value)
-        if _number("threshold", self.threshold) < 0 or _number("eps", self.eps) < 0:
-            raise ValueError(f"`threshold` and `eps` must be >= 0, got {self.threshold!r}, {self.eps!r}")
+        self.value = float(options.number("start", self.start))
+        options.text("monitor", self.monitor, allowed="a logged metric's name")
+        options.choice("mode", self.mode, ("min", "max"))
+        options.choice("threshold_mode", self.threshold_mode, ("rel", "abs"))
+        options.number("factor", self.factor, low=0, high=1, low_open=True, high_open=True)
+        options.integer("patience", self.patience, low=0), options.integer("cooldown", self.cooldown, low=0)
+        options.number("min_value", self.min_value)
+        options.number("threshold", self.threshold, low=0), options.number("eps", self.eps, low=0)
         self.best = math.inf if self.mode == "min" else -math.inf
 
     def _is_better(self, current: float) -> bool:
@@ -290,9 +277,8 @@ def build_schedule(spec: Mapping[str, Any], start: float | None = None) -> Sched
     """
     spec = dict(spec)
     strategy = spec.pop("strategy", None)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {sorted(STRATEGIES)}, got {strategy!r}")
-    delay = _steps("delay_steps", spec.pop("delay_steps", 0))
+    options.choice("strategy", strategy, sorted(STRATEGIES))
+    delay = options.integer("delay_steps", spec.pop("delay_steps", 0), low=0)
     key = base_key(strategy)
     if key not in spec and start is not None:
         spec[key] = start

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import optuna
 
+from tuner_callbacks import options
+
 
 class WarmupPruner(optuna.pruners.BasePruner):
     """Prunes only from global step ``n_warmup_steps`` on, and then when ``wrapped_pruner`` says so.
@@ -24,8 +26,7 @@ class WarmupPruner(optuna.pruners.BasePruner):
     """
 
     def __init__(self, wrapped_pruner: optuna.pruners.BasePruner, n_warmup_steps: int) -> None:
-        if isinstance(n_warmup_steps, bool) or not isinstance(n_warmup_steps, int) or n_warmup_steps < 0:
-            raise ValueError(f"`n_warmup_steps` must be an integer >= 0, got {n_warmup_steps!r}")
+        options.integer("n_warmup_steps", n_warmup_steps, low=0)
         self.wrapped_pruner, self.n_warmup_steps = wrapped_pruner, n_warmup_steps
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:

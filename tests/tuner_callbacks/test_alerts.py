@@ -264,7 +264,7 @@ def test_default_interval_follows_telegrams_limits(chat_id, interval):
 
 
 def test_telegram_channel_checks_its_arguments():
-    with pytest.raises(ValueError, match="`base_url` must end in /bot .*got 'http://localhost:8081'"):
+    with pytest.raises(ValueError, match="`base_url` must be a URL ending in /bot .*got 'http://localhost:8081'"):
         TelegramChannel(TOKEN, 42, base_url="http://localhost:8081")
     with pytest.raises(ValueError, match="`chat_id` must be a chat id or @channel name, got ''"):
         TelegramChannel(TOKEN, "")

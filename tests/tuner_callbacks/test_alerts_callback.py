@@ -224,7 +224,7 @@ def test_ranks_other_than_zero_stay_quiet(bot_api, tmp_path):
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="`on_bad_token` must be 'fail' or 'continue', got 'ignore'"):
         TelegramAlerts(on_bad_token="ignore")
-    with pytest.raises(ValueError, match="`every_n_validations` must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="`every_n_validations` must be an integer >= 1, got 0"):
         TelegramAlerts(every_n_validations=0)
-    with pytest.raises(ValueError, match="`flush_timeout_s` must be a number > 0, got -1"):
+    with pytest.raises(ValueError, match="`flush_timeout_s` must be a finite number > 0, got -1"):
         TelegramAlerts(flush_timeout_s=-1)

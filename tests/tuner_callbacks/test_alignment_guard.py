@@ -179,7 +179,7 @@ def test_state_round_trips():
     ({"patience": 0}, "`patience`"),
     ({"collapse_drop": 1.5}, "`collapse_drop`"),
     ({"remedies": []}, "`remedies`"),
-    ({"remedies": [{"lr_factr": 0.5}]}, "remedies[0]: unknown key(s) ['lr_factr']"),
+    ({"remedies": [{"lr_factr": 0.5}]}, "`remedies[0]`: unknown key(s) ['lr_factr']"),
     ({"remedies": [{"lr_factor": -1}]}, "remedies[0].lr_factor"),
     ({"remedies": [{"attributes": {"x": 1}}]}, "remedies[0].hold_steps"),
 ])

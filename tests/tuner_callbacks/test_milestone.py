@@ -72,8 +72,8 @@ def test_two_milestones_keep_separate_states():
     ("name", "conditions", "match"),
     [
         ("has space", CONDITIONS, "`name` must be a word"),
-        ("aligned", {}, "`conditions` must map"),
-        ("aligned", {"val/x": {"above": 1}}, r"`conditions.val/x` must map 'min' and/or 'max'"),
+        ("aligned", {}, "`conditions` must be a map of metric names to bounds"),
+        ("aligned", {"val/x": {"above": 1}}, r"`conditions.val/x` must be a map of 'min' and/or 'max' to numbers"),
         ("aligned", {"val/x": {"min": "high"}}, r"`conditions.val/x.min` must be a finite number, got 'high'"),
         ("aligned", {"val/x": {"max": math.nan}}, r"`conditions.val/x.max` must be a finite number, got nan"),
         ("aligned", {"val/x": {"min": 2.0, "max": 1.0}}, "min 2.0 is above max 1.0"),

@@ -164,7 +164,7 @@ def _spec(target="module.loss_weight", **arguments):
     ({"schedules": {"a": _spec(strategy="constant", start=1, start_when={"monitor": "m", "threshold": "x"})}},
      ["start_when.threshold", "'x'"]),
     ({"schedules": {"a": _spec(strategy="constant", start=1, start_when={"monitor": "m", "threshold": 1, "x": 2})}},
-     ["`start_when` must be a mapping"]),
+     ["`start_when`: unknown key(s) ['x']"]),
     ({"schedules": {"a": _spec(strategy="plateau", monitor="val/loss", start_when={"monitor": "m", "threshold": 1})}},
      ["start_when", "'plateau'"]),
     ({"schedules": {}}, ["schedules", "{}"]),

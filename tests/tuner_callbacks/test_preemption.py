@@ -176,7 +176,7 @@ def test_a_forked_dataloader_worker_leaves_ctrl_c_to_the_training_process():
     [
         ({"signals": ["SIGKILL"]}, "`signals` must be a list of \\['SIGTERM', 'SIGINT'\\], got \\['SIGKILL'\\]"),
         ({"signals": "SIGTERM"}, "`signals` must be a list"),
-        ({"every_n_train_steps": 0}, "`every_n_train_steps` must be a positive integer or None, got 0"),
+        ({"every_n_train_steps": 0}, "`every_n_train_steps` must be None or an integer >= 1, got 0"),
         ({"filename": "a/last"}, "`filename` must be a file name without folders"),
     ],
 )

@@ -121,11 +121,11 @@ def test_a_nan_metric_is_registered_at_the_end_but_never_becomes_champion(store)
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"mode": "avg"}, "`mode` can be 'min' or 'max', got 'avg'"),
-        ({"register_on": "always"}, "`register_on` can be 'improvement', 'end', 'both', got 'always'"),
+        ({"mode": "avg"}, "`mode` must be 'min' or 'max', got 'avg'"),
+        ({"register_on": "always"}, "`register_on` must be one of 'improvement', 'end', 'both', got 'always'"),
         ({"alias": "3"}, "`alias` must be a name"),
         ({"model_name": ""}, "`model_name` must be a non-empty string, got ''"),
-        ({"trial_number": "1"}, "`trial_number` must be an int or None, got '1'"),
+        ({"trial_number": "1"}, "`trial_number` must be None or an integer, got '1'"),
         ({"pyfunc_model": 3}, "`pyfunc_model` must be a callable .* got 3"),
     ],
 )

@@ -19,6 +19,7 @@ import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from typing_extensions import override
 
+from tuner_callbacks import options
 from tuner_callbacks.alerts import templates
 from tuner_callbacks.alerts.channels import ChannelError, LogChannel, RetryableError
 from tuner_callbacks.alerts.dispatcher import AlertDispatcher, AlertsConfigError, build_dispatcher
@@ -99,14 +100,11 @@ class TelegramAlerts(*lightning_bases("Callback")):
         self._token = Secret(token) if token else None
         self.chat_id, self.base_url = chat_id, base_url
         self.min_level = check_level("min_level", min_level)
-        if not isinstance(every_n_validations, int) or every_n_validations < 1:
-            raise ValueError(f"`every_n_validations` must be an int >= 1, got {every_n_validations!r}")
-        if on_bad_token not in ("fail", "continue"):
-            raise ValueError(f"`on_bad_token` must be 'fail' or 'continue', got {on_bad_token!r}")
+        options.integer("every_n_validations", every_n_validations, low=1)
+        options.choice("on_bad_token", on_bad_token, ("fail", "continue"))
         for name, value in (("check_timeout_s", check_timeout_s), ("timeout_s", timeout_s),
                             ("flush_timeout_s", flush_timeout_s)):
-            if not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"`{name}` must be a number > 0, got {value!r}")
+            options.number(name, value, low=0, low_open=True)
         self.every_n_validations, self.metrics = every_n_validations, list(metrics) if metrics is not None else None
         self.send_photo, self.send_audio, self.notify_new_best = send_photo, send_audio, notify_new_best
         self.on_bad_token, self.check_timeout_s, self.flush_timeout_s = on_bad_token, check_timeout_s, flush_timeout_s

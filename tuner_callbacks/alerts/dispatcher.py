@@ -22,6 +22,7 @@ import os
 import threading
 from typing import Any
 
+from tuner_callbacks import options
 from tuner_callbacks.alerts.channels import AlertChannel, BadCredentialsError, ChannelError, LogChannel, RetryableError
 from tuner_callbacks.alerts.message import Alert, check_level, level_at_least
 from tuner_callbacks.alerts.redaction import Secret
@@ -58,11 +59,11 @@ class AlertDispatcher:
     def __init__(self, channel: AlertChannel, min_level: str = "info", max_queue: int = 100, max_retries: int = 3,
                  backoff_s: float = 1.0, max_backoff_s: float = 30.0):
         self.min_level = check_level("min_level", min_level)
-        for name, value, low in (("max_queue", max_queue, 1), ("max_retries", max_retries, 0)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"`{name}` must be an int >= {low}, got {value!r}")
-        if not 0 <= backoff_s <= max_backoff_s:
-            raise ValueError(f"`backoff_s` must be in [0, max_backoff_s={max_backoff_s}], got {backoff_s!r}")
+        options.integer("max_queue", max_queue, low=1)
+        options.integer("max_retries", max_retries, low=0)
+        options.number("max_backoff_s", max_backoff_s, low=0)
+        options.check("backoff_s", backoff_s, options.number("backoff_s", backoff_s, low=0) <= max_backoff_s,
+                      f"in [0, max_backoff_s={max_backoff_s}]")
         self.channel, self.max_queue, self.max_retries = channel, max_queue, max_retries
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.delivered = self.failed = self.dropped = 0

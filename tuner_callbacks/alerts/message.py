@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuner_callbacks import options
+
 LEVELS = ("info", "warning", "critical")  # in increasing urgency
 LEVEL_EMOJI = {"info": "ℹ️", "warning": "⚠️", "critical": "🚨"}
 
@@ -23,9 +25,7 @@ _ELLIPSIS = "…"
 
 def check_level(name: str, value: str) -> str:
     """Returns ``value`` if it is a level; raises naming the argument otherwise."""
-    if value not in LEVELS:
-        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, LEVELS))}, got {value!r}")
-    return value
+    return options.choice(name, value, LEVELS)
 
 
 def level_at_least(level: str, minimum: str) -> bool:

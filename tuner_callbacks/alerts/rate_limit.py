@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from tuner_callbacks import options
+
 PRIVATE_CHAT_INTERVAL_S = 1.0
 GROUP_CHAT_INTERVAL_S = 3.0  # 20 messages a minute
 
@@ -28,8 +30,7 @@ class MinIntervalLimiter:
     """
 
     def __init__(self, interval_s: float):
-        if not interval_s >= 0:
-            raise ValueError(f"`min_interval_s` must be >= 0, got {interval_s!r}")
+        options.number("min_interval_s", interval_s, low=0)
         self.interval_s = interval_s
         self._next = 0.0  # time.monotonic() before which no send may start
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from tuner_callbacks import options
 from tuner_callbacks.alerts.channels import BadCredentialsError, ChannelError, RetryableError
 from tuner_callbacks.alerts.message import CAPTION_LIMIT, Alert, render_html
 from tuner_callbacks.alerts.rate_limit import MinIntervalLimiter, default_interval
@@ -49,12 +50,12 @@ class TelegramChannel:
     def __init__(self, token: str | Secret, chat_id: int | str, base_url: str = TELEGRAM_API,
                  timeout_s: float = 10.0, min_interval_s: float | None = None):
         self._token = token if isinstance(token, Secret) else Secret(token)
-        if chat_id is None or str(chat_id).strip() == "":
-            raise ValueError(f"`chat_id` must be a chat id or @channel name, got {chat_id!r}")
-        if not (base_url.endswith("/bot") or "{token}" in base_url):
-            raise ValueError(f"`base_url` must end in /bot (the token follows it), got {base_url!r}")
-        if not timeout_s > 0:
-            raise ValueError(f"`timeout_s` must be > 0, got {timeout_s!r}")
+        options.check("chat_id", chat_id, chat_id is not None and str(chat_id).strip() != "",
+                      "a chat id or @channel name")
+        options.check("base_url", base_url, isinstance(base_url, str) and (base_url.endswith("/bot")
+                                                                           or "{token}" in base_url),
+                      "a URL ending in /bot (the token follows it)")
+        options.number("timeout_s", timeout_s, low=0, low_open=True)
         self.chat_id = chat_id
         self.base_url = base_url
         self.timeout_s = timeout_s

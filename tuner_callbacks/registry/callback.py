@@ -26,7 +26,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from tuner_callbacks import contract
+from tuner_callbacks import contract, options
 from tuner_callbacks.lightning_compat import lightning_bases
 from tuner_callbacks.mlflow_utils import find_mlflow_logger, logger_tracking_uri, mask_secrets
 from tuner_callbacks.registry import tags as version_tags
@@ -117,16 +117,12 @@ class ModelRegistry(*lightning_bases("Callback")):
     ):
         super().__init__()
         for name, value in (("model_name", model_name), ("monitor", monitor)):
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"`{name}` must be a non-empty string, got {value!r}")
-        if mode not in ("min", "max"):
-            raise ValueError(f"`mode` can be 'min' or 'max', got {mode!r}")
-        if register_on not in REGISTER_ON:
-            raise ValueError(f"`register_on` can be {', '.join(map(repr, REGISTER_ON))}, got {register_on!r}")
-        if alias is not None and (not isinstance(alias, str) or not alias.strip() or alias.isdigit()):
-            raise ValueError(f"`alias` must be a name such as 'champion' (not a number) or None, got {alias!r}")
-        if trial_number is not None and (isinstance(trial_number, bool) or not isinstance(trial_number, int)):
-            raise ValueError(f"`trial_number` must be an int or None, got {trial_number!r}")
+            options.check(name, value, isinstance(value, str) and value.strip() != "", "a non-empty string")
+        options.choice("mode", mode, ("min", "max"))
+        options.choice("register_on", register_on, REGISTER_ON)
+        options.check("alias", alias, alias is None or isinstance(alias, str) and alias.strip() != ""
+                      and not alias.isdigit(), "a name such as 'champion' (not a number) or None")
+        options.integer("trial_number", trial_number, optional=True)
         self.model_name, self.monitor, self.mode, self.alias = model_name, monitor, mode, alias
         self.tracking_uri, self.register_on = tracking_uri, register_on
         self.trial_number, self.study_name = trial_number, study_name
