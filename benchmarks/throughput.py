@@ -10,10 +10,22 @@ robust to other work on the machine. "mel frames/s" counts real (unpadded) frame
 ``--peak-memory`` also runs one default-size step at batch 16 (``--memory-batch``) per arm, each in its own
 subprocess, and prints its peak resident memory (CPU: ru_maxrss) or peak allocated GPU memory (cuda).
 
+``--roofline`` puts each training figure against the machine's limit: it counts one step's FLOPs
+(``torch.utils.flop_counter.FlopCounterMode``, forward, loss and backward), measures the sustained rate of a
+large fp32 ``torch.mm`` on the same threads in the same run, prints each arm's achieved GFLOP/s and its fraction of
+that rate, saves a ``torch.profiler`` table of each arm's top operators beside the output (``--profile-dir``),
+and ends with one line per arm that begins with ``roofline:``.
+
+``--inference`` times free-running synthesis instead (the encoder, the decoder loop until the step cap, the
+postnet), ours against NVIDIA's per-step inference loop, at ``--inference-batch`` sizes, and prints the real-time
+factor of each.
+
 Examples:
     python benchmarks/throughput.py --configs small --batch-size 4 --pairs 3
     python benchmarks/throughput.py --configs default small --batch-size 4 16 64 --peak-memory
-    python benchmarks/throughput.py --device cuda --precision bf16 --batch-size 32 --mel-length 800
+    python benchmarks/throughput.py --configs small default --batch-size 4 16 64 --roofline
+    python benchmarks/throughput.py --configs small --inference --inference-batch 1 8
+    python benchmarks/throughput.py --device cuda --precision bf16-mixed --batch-size 32 --mel-length 800
 """
 
 from __future__ import annotations
@@ -27,8 +39,11 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
 
 from tacotron2_lightning.config import Tacotron2Config
 from tacotron2_lightning.loss import tacotron2_loss
@@ -38,6 +53,8 @@ from tacotron2_lightning.reference_decoder import ReferenceTacotron2
 log = logging.getLogger("benchmarks.throughput")
 
 ARMS = {"baseline": ReferenceTacotron2, "ours": Tacotron2}
+# --precision: Lightning's names -> the autocast dtype (None: float32 throughout).
+AUTOCAST_DTYPES = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
 def make_config(name: str) -> Tacotron2Config:
@@ -65,22 +82,34 @@ def make_batch(batch_size: int, text_length: int, mel_length: int, n_mel_channel
 
 
 def make_train_step(model: Tacotron2, batch, precision: str, device: torch.device):
-    """A closure running one full training step of ``model`` on ``batch`` and returning its wall time (s)."""
+    """A closure running one full training step of ``model`` on ``batch`` and returning its wall time (s).
+
+    ``precision`` as Lightning names it: "32"; "bf16-mixed" (forward under bfloat16 autocast); "16-mixed"
+    (float16 autocast and a gradient scaler, as Lightning's mixed precision does)."""
     text, text_lengths, mel, gate, mel_lengths = batch
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    dtype = AUTOCAST_DTYPES[precision]
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
 
     def train_step() -> float:
-        autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-                    else contextlib.nullcontext())
+        autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
         sync()
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             mel_out, mel_postnet, gate_out, _ = model(text, text_lengths, mel, mel_lengths)
-        tacotron2_loss(mel_out, mel_postnet, gate_out, mel, gate).total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        loss = tacotron2_loss(mel_out, mel_postnet, gate_out, mel, gate).total
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
         sync()
         return time.perf_counter() - start
 
@@ -122,6 +151,91 @@ def compare(name: str, batch_size: int, args: argparse.Namespace, device: torch.
     }
 
 
+def compare_inference(name: str, batch_size: int, args: argparse.Namespace, device: torch.device) -> dict:
+    """Interleaved free-running synthesis (encoder, decoder loop, postnet) of a text batch by baseline and ours.
+
+    Both decode exactly ``--inference-steps`` steps: the gate's bias is set far negative in both (an untrained
+    gate fires at random), so the two arms do the same work. The real-time factor is seconds of compute per
+    second of audio (22.05 kHz, hop 256).
+    """
+    config = make_config(name)
+    models = {arm: model.eval() for arm, model in twin_models(config, device).items()}
+    for model in models.values():
+        with torch.no_grad():
+            model.decoder.gate_layer.linear_layer.bias.fill_(-1e4)
+    torch.manual_seed(0)
+    text, text_lengths, *_ = make_batch(batch_size, args.text_length, 1, config.n_mel_channels, device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def synthesize(model) -> float:
+        sync()
+        start = time.perf_counter()
+        model.inference(text, text_lengths, max_decoder_steps=args.inference_steps, warn_at_cap=False)
+        sync()
+        return time.perf_counter() - start
+
+    for _ in range(args.warmup):
+        for model in models.values():
+            synthesize(model)
+    times: dict[str, list[float]] = {arm: [] for arm in models}
+    for _ in range(args.pairs):
+        for arm, model in models.items():
+            times[arm].append(synthesize(model))
+    ratios = [a / b for a, b in zip(times["baseline"], times["ours"], strict=True)]
+    audio_s = batch_size * args.inference_steps * config.n_frames_per_step * 256 / 22050
+    return {
+        "config": name, "batch": batch_size, "text_len": args.text_length, "steps": args.inference_steps,
+        "ratios": ratios, "median_ratio": statistics.median(ratios), "audio_s": audio_s,
+        **{f"{arm}_s": statistics.median(t) for arm, t in times.items()},
+        **{f"{arm}_rtf": statistics.median(t) / audio_s for arm, t in times.items()},
+        **{f"{arm}_ms_per_step": 1e3 * statistics.median(t) / args.inference_steps for arm, t in times.items()},
+    }
+
+
+def gemm_rate(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """The machine's sustained fp32 GEMM rate (GFLOP/s): the median of ``repeats`` ``size``-cubed ``torch.mm``."""
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    torch.mm(a, b)
+    rates = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        torch.mm(a, b)
+        sync()
+        rates.append(2 * size**3 / (time.perf_counter() - start) / 1e9)
+    return statistics.median(rates)
+
+
+def roofline(name: str, batch_size: int, result: dict, rate: float, args: argparse.Namespace,
+             device: torch.device) -> list[dict]:
+    """Each arm's FLOPs per training step, achieved GFLOP/s (from ``result``'s median step time) and fraction
+    of the GEMM ``rate``; writes a profiler table of each arm's top operators into ``--profile-dir``."""
+    config = make_config(name)
+    models = twin_models(config, device)
+    torch.manual_seed(0)
+    batch = make_batch(batch_size, args.text_length, args.mel_length, config.n_mel_channels, device)
+    rows = []
+    for arm, model in models.items():
+        step = make_train_step(model, batch, args.precision, device)
+        with FlopCounterMode(display=False) as counter:
+            step()
+        gflop = counter.get_total_flops() / 1e9
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=activities) as profiler:
+            step()
+        sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        table = profiler.key_averages().table(sort_by=sort_by, row_limit=args.profile_rows)
+        path = Path(args.profile_dir) / f"profile_{name}_b{batch_size}_{arm}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(table)
+        seconds = result[f"{arm}_s_per_step"]
+        rows.append({"config": name, "batch": batch_size, "arm": arm, "gflop_per_step": gflop, "s_per_step": seconds,
+                     "achieved_gflops": gflop / seconds, "gemm_gflops": rate,
+                     "fraction": gflop / seconds / rate, "profile": str(path)})
+    return rows
+
+
 def peak_memory_of_one_step(arm: str, config_name: str, batch_size: int, args: argparse.Namespace) -> float:
     """Peak memory (MiB) of one training step of ``arm`` (run in this process, meant to be a fresh one)."""
     device = torch.device(args.device)
@@ -156,6 +270,19 @@ def print_table(results: list[dict]) -> None:
                ("baseline mel frames/s", "baseline_mel_frames_per_s", "{:.0f}"),
                ("ours mel frames/s", "ours_mel_frames_per_s", "{:.0f}"),
                ("median ratio", "median_ratio", "{:.2f}x")]
+    print_rows(columns, results)
+
+
+def print_inference_table(results: list[dict]) -> None:
+    columns = [("config", "config", "{}"), ("batch", "batch", "{}"), ("steps", "steps", "{}"),
+               ("audio s", "audio_s", "{:.1f}"),
+               ("baseline ms/step", "baseline_ms_per_step", "{:.2f}"), ("ours ms/step", "ours_ms_per_step", "{:.2f}"),
+               ("baseline RTF", "baseline_rtf", "{:.3f}"), ("ours RTF", "ours_rtf", "{:.3f}"),
+               ("median ratio", "median_ratio", "{:.2f}x")]
+    print_rows(columns, results)
+
+
+def print_rows(columns: list[tuple[str, str, str]], results: list[dict]) -> None:
     rows = [[title for title, _, _ in columns]]
     rows += [[fmt.format(r[key]) for _, key, fmt in columns] for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
@@ -173,7 +300,16 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5, help="timed (baseline, ours) pairs; the median ratio counts")
     parser.add_argument("--warmup", type=int, default=1, help="untimed pairs before timing")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--precision", choices=["32", "bf16"], default="32", help="bf16: autocast the forward")
+    parser.add_argument("--precision", choices=list(AUTOCAST_DTYPES), default="32",
+                        help="32, or autocast the forward: bf16-mixed, 16-mixed (with a gradient scaler)")
+    parser.add_argument("--roofline", action="store_true",
+                        help="also count FLOPs, measure the GEMM rate, profile each arm; 'roofline:' lines at the end")
+    parser.add_argument("--profile-dir", default="benchmark-profiles", help="where --roofline writes its tables")
+    parser.add_argument("--profile-rows", type=int, default=25, help="operators per --roofline profile table")
+    parser.add_argument("--inference", action="store_true",
+                        help="time free-running synthesis (ours against NVIDIA's inference loop) instead of training")
+    parser.add_argument("--inference-batch", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--inference-steps", type=int, default=200, help="decoder steps per synthesis")
     parser.add_argument("--peak-memory", action="store_true",
                         help="also measure each arm's peak memory, default config at --memory-batch")
     parser.add_argument("--memory-batch", type=int, default=16)
@@ -193,7 +329,23 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     device = torch.device(args.device)
     log.info("device %s, %d threads, precision %s", device, torch.get_num_threads(), args.precision)
-    results = []
+    if args.inference:
+        inference = []
+        for name in dict.fromkeys(args.configs):
+            for batch_size in args.inference_batch:
+                result = compare_inference(name, batch_size, args, device)
+                print(f"{name} synthesis batch {batch_size}: baseline/ours per pair "
+                      f"{' '.join(f'{r:.2f}' for r in result['ratios'])}, median {result['median_ratio']:.2f}x",
+                      flush=True)
+                inference.append(result)
+        print_inference_table(inference)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"args": vars(args), "threads": torch.get_num_threads(), "inference": inference}, f,
+                          indent=2)
+        return
+    rate = gemm_rate(device) if args.roofline else None
+    results, roofline_rows = [], []
     for name in dict.fromkeys(args.configs):
         for batch_size in args.batch_size:
             result = compare(name, batch_size, args, device)
@@ -201,6 +353,8 @@ def main() -> None:
                   f"{' '.join(f'{r:.2f}' for r in result['ratios'])}, median {result['median_ratio']:.2f}x",
                   flush=True)
             results.append(result)
+            if args.roofline:
+                roofline_rows += roofline(name, batch_size, result, rate, args, device)
     print_table(results)
     peaks = None
     if args.peak_memory:
@@ -208,10 +362,18 @@ def main() -> None:
         unit = "allocated GPU MiB" if device.type == "cuda" else "MiB max RSS"
         print(f"peak memory, default config, batch {args.memory_batch}, one step per fresh process: "
               + ", ".join(f"{arm} {mib:.0f} {unit}" for arm, mib in peaks.items()))
+    if args.roofline:
+        rate_now = gemm_rate(device)  # again at the end: how steady the machine was
+        print(f"GEMM rate: {rate:.0f} GFLOP/s before the steps, {rate_now:.0f} after (2048^3 fp32 torch.mm, "
+              f"{torch.get_num_threads()} threads); profiles in {args.profile_dir}/")
+        for row in roofline_rows:
+            print(f"roofline: config={row['config']} batch={row['batch']} arm={row['arm']} "
+                  f"gflop_per_step={row['gflop_per_step']:.1f} achieved_gflops={row['achieved_gflops']:.1f} "
+                  f"fraction={row['fraction']:.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "threads": torch.get_num_threads(), "results": results,
-                       "peak_memory_mib": peaks}, f, indent=2)
+                       "peak_memory_mib": peaks, "roofline": roofline_rows}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from tacotron2_lightning.config import Tacotron2Config
 from tacotron2_lightning.decoder_recurrence import RecurrenceWeights, teacher_forced_recurrence
+from tacotron2_lightning.inference_step import InferenceStep
 
 log = logging.getLogger(__name__)
 
@@ -355,38 +356,44 @@ class Decoder(nn.Module):
         stop, and the number of frames each utterance produced (B,), counting the frame group on which its
         gate fired (its cap times r when the gate never fired).
         """
+        if torch.is_autocast_enabled(memory.device.type):
+            # The step updates its state in place, which needs one dtype: the loop runs in float32 (as the
+            # training recurrence does); the postnet after it still autocasts.
+            with torch.autocast(memory.device.type, enabled=False):
+                return self.inference(memory.float(), memory_lengths, max_decoder_steps, warn_at_cap)
         batch = memory.size(0)
         r = self.n_frames_per_step
         requested = self.max_decoder_steps if max_decoder_steps is None else max_decoder_steps
         caps = _per_utterance_caps(requested, batch, memory.device)
-        pad_mask = None if memory_lengths is None else ~lengths_to_mask(memory_lengths, memory.size(1))
-        processed_memory = self.attention_layer.memory_layer(memory)
-        state = self.initial_state(memory)
+        step_function = InferenceStep(self, memory)
+        state = step_function.initial_state()
+        # -inf on each utterance's padding, added to the attention energies (None: no padding).
+        padding = None if memory_lengths is None else memory.new_zeros(memory.shape[:2]).masked_fill(
+            ~lengths_to_mask(memory_lengths, memory.size(1)), float("-inf"))
         frame = memory.new_zeros(batch, self.n_mel_channels * r)
         steps = caps.clone()
         gate_fired = torch.zeros(batch, dtype=torch.bool, device=memory.device)
-        # The utterances still decoding (batch indices) and their caps; the state, memory, processed
-        # memory, padding mask and previous frame hold only their rows.
+        # The utterances still decoding (batch indices) and their caps; the state, memory, padding and previous
+        # frame hold only their rows.
         rows, row_caps = torch.arange(batch, device=memory.device), caps
         next_cap = int(caps.min())
         segments = [_Segment(rows, [], [], [])]
         positions = torch.arange(memory.size(1), device=memory.device)
         peaks = torch.zeros(batch, dtype=torch.long, device=memory.device)  # the window's centre: the last peak
         for step in range(int(caps.max())):
-            window = None
+            energy_bias = padding
             if self.inference_window is not None:
                 back, front = self.inference_window
                 offsets = positions.unsqueeze(0) - peaks.unsqueeze(1)  # (B, N)
                 window = memory.new_zeros(offsets.shape).masked_fill((offsets < -back) | (offsets >= front),
                                                                      float("-inf"))
-            frame, gate, state = self.decode_step(self.prenet(frame), state, memory, processed_memory, pad_mask,
-                                                  window)
+                energy_bias = window if padding is None else window + padding
+            frame, gate, weights, state = step_function(self.prenet(frame), state, energy_bias)
             if self.inference_window is not None:
-                peaks = state.attention_weights.argmax(dim=1)
-            gate = gate.squeeze(1)
+                peaks = weights.argmax(dim=1)
             segments[-1].frames.append(frame)
             segments[-1].gates.append(gate)
-            segments[-1].alignments.append(state.attention_weights)
+            segments[-1].alignments.append(weights)
             fired = torch.sigmoid(gate) > self.gate_threshold
             if step + 1 < next_cap and not bool(fired.any()):
                 continue
@@ -397,9 +404,9 @@ class Decoder(nn.Module):
             if going.numel() == 0:
                 break
             rows, row_caps, frame, peaks = rows[going], row_caps[going], frame[going], peaks[going]
-            state = DecoderState(*(t[going] for t in state))
-            memory, processed_memory = memory[going], processed_memory[going]
-            pad_mask = None if pad_mask is None else pad_mask[going]
+            state = state.select(going)
+            step_function.select(going)
+            padding = None if padding is None else padding[going]
             next_cap = int(row_caps.min())
             segments.append(_Segment(rows, [], [], []))
         frames, gates, alignments = _assembled(segments, batch)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tacotron2_lightning.config import Tacotron2Config
+from tacotron2_lightning.inference_step import InferenceStep
 from tacotron2_lightning.loss import tacotron2_loss
 from tacotron2_lightning.model import Tacotron2, decoder_steps
 from tests.helpers.batches import DATA_DIR, synthetic_batch, tiny_config
@@ -198,13 +199,13 @@ def test_decoding_continues_only_on_the_utterances_still_going(monkeypatch):
     model = never_stopping_model(n_frames_per_step=1)
     text, text_lengths, _, _, _ = synthetic_batch(text_lengths=(10, 6, 8), mel_lengths=(4, 4, 4))
     rows_per_step = []
-    decode_step = model.decoder.decode_step
+    decode_step = InferenceStep.__call__
 
-    def counting_decode_step(prenet_frame, *args):
+    def counting_decode_step(self, prenet_frame, *args):
         rows_per_step.append(prenet_frame.size(0))
-        return decode_step(prenet_frame, *args)
+        return decode_step(self, prenet_frame, *args)
 
-    monkeypatch.setattr(model.decoder, "decode_step", counting_decode_step)
+    monkeypatch.setattr(InferenceStep, "__call__", counting_decode_step)
     model.inference(text, text_lengths, max_decoder_steps=torch.tensor([7, 3, 5]), warn_at_cap=False)
     assert rows_per_step == [3, 3, 3, 2, 2, 1, 1]
 
