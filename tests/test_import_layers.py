@@ -77,6 +77,21 @@ def test_no_import_goes_the_wrong_way():
     assert violations(ROOT) == []
 
 
+# Only these modules of a layer name a Lightning package (tuner_callbacks/lightning_compat.py holds the rule).
+LIGHTNING_COMPAT = {"tuner_callbacks": "tuner_callbacks.lightning_compat"}
+
+
+@pytest.mark.parametrize("layer", sorted(LIGHTNING_COMPAT))
+def test_one_module_of_a_layer_knows_the_two_lightning_packages(layer):
+    found = []
+    for path in sorted(ROOT.joinpath(*layer.split(".")).rglob("*.py")):
+        if module_name(path, ROOT) == LIGHTNING_COMPAT[layer]:
+            continue
+        found += [f"{path.relative_to(ROOT)}: imports {name}" for name in sorted(imported_names(path, ROOT))
+                  if name.split(".")[0] in ("pytorch_lightning", "lightning")]
+    assert found == []
+
+
 def test_the_check_finds_a_wrong_way_import_even_inside_a_function(tmp_path):
     for package in ("tuner_callbacks", "tacotron2_lightning", "tacotron2_lightning/app", "hydra_plugins/p"):
         (tmp_path / package).mkdir(parents=True, exist_ok=True)

@@ -35,16 +35,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from lightning_utilities.core.apply_func import apply_to_collection
-from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from tuner_callbacks import options
 from tuner_callbacks.contract import TAG_LAST_RECOVERY, TAG_RECOVERIES
-from tuner_callbacks.lightning_compat import lightning_bases
+from tuner_callbacks.lightning_compat import TrainerFn, lightning_bases, pl, rank_zero_info, rank_zero_warn
 from tuner_callbacks.mlflow_utils import is_mlflow_logger
 from tuner_callbacks.stop_reason import StopReason, log_stop_reason, set_stop_reason
 

@@ -14,15 +14,12 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from tuner_callbacks import options
 from tuner_callbacks._windows import relative_slope, relative_spread
-from tuner_callbacks.lightning_compat import lightning_bases
+from tuner_callbacks.lightning_compat import TrainerFn, lightning_bases, pl, rank_zero_info, rank_zero_warn
 from tuner_callbacks.stop_reason import StopReason, log_stop_reason, set_stop_reason
 
 # When several rules fire at one check, the most alarming is reported: a broken run before a finished one.

@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_warn
 from typing_extensions import override
 
 from tuner_callbacks import options
 from tuner_callbacks._anomalies import detect_anomalies
-from tuner_callbacks.lightning_compat import lightning_bases
+from tuner_callbacks.lightning_compat import lightning_bases, pl, rank_zero_warn
 from tuner_callbacks.mlflow_utils import find_mlflow_logger
 from tuner_callbacks.state_keys import adopt_older_state
 

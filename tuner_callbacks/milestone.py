@@ -14,12 +14,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import pytorch_lightning as pl
-from pytorch_lightning.utilities.rank_zero import rank_zero_info
 from typing_extensions import override
 
 from tuner_callbacks import options
-from tuner_callbacks.lightning_compat import lightning_bases
+from tuner_callbacks.lightning_compat import lightning_bases, pl, rank_zero_info
 
 _BOUND_KEYS = ("min", "max")
 

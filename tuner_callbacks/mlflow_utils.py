@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,6 @@ from typing import Any
 # Where a project run keeps its MLflow store (conf/paths/default.yaml) when started from the repository root.
 DEFAULT_TRACKING_URI = "sqlite:///outputs/mlflow.db"
 
-# Both Lightning packages define their own MLFlowLogger class; a Trainer of either may hold either.
-_MLFLOW_LOGGER_MODULES = ("pytorch_lightning.loggers.mlflow", "lightning.pytorch.loggers.mlflow")
 _USERINFO = re.compile(r"(?<=://)([^/\s]+)@")  # postgresql://USER:PASSWORD@host/db
 _SECRET_KEY = re.compile(r"token|secret|password|api_key", re.IGNORECASE)
 MASK = "***"
@@ -109,11 +106,9 @@ def is_mlflow_logger(logger: object) -> bool:
     Only packages already imported are asked: an instance of a class means its module is loaded, so this never
     imports a Lightning package just to say no.
     """
-    for name in _MLFLOW_LOGGER_MODULES:
-        module = sys.modules.get(name)
-        if module is not None and isinstance(logger, module.MLFlowLogger):
-            return True
-    return False
+    from tuner_callbacks.lightning_compat import is_loaded_instance  # not at import: the CLI tools skip Lightning
+
+    return is_loaded_instance(logger, "loggers.mlflow", "MLFlowLogger")
 
 
 def find_mlflow_logger(loggers: Iterable[Any]) -> Any | None:

@@ -18,13 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from tuner_callbacks import options
-from tuner_callbacks.lightning_compat import lightning_bases
+from tuner_callbacks.lightning_compat import lightning_bases, pl, rank_zero_info, rank_zero_warn
 from tuner_callbacks.schedule_curves import Plateau, Schedule, base_key, build_schedule
 
 log = logging.getLogger(__name__)

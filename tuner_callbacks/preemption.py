@@ -15,13 +15,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from tuner_callbacks import options
-from tuner_callbacks.lightning_compat import lightning_bases
+from tuner_callbacks.lightning_compat import lightning_bases, pl, rank_zero_info, rank_zero_warn
 
 SIGNALS = ("SIGTERM", "SIGINT")
 _MODEL_CHECKPOINTS = lightning_bases("callbacks.ModelCheckpoint")

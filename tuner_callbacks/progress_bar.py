@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 from typing_extensions import override
 
-from tuner_callbacks.lightning_compat import lightning_bases
+from tuner_callbacks.lightning_compat import lightning_bases, pl
 
 
 class StepProgressBar(*lightning_bases("callbacks.RichProgressBar")):

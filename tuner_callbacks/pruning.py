@@ -6,12 +6,10 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import pytorch_lightning as pl
-from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from tuner_callbacks import options
-from tuner_callbacks.lightning_compat import lightning_bases
+from tuner_callbacks.lightning_compat import lightning_bases, pl, rank_zero_info, rank_zero_warn
 from tuner_callbacks.stop_reason import StopReason, get_stop_reason, log_stop_reason, set_stop_reason
 
 

@@ -11,7 +11,7 @@ import ast
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import pytorch_lightning as pl
+    from tuner_callbacks.lightning_compat import pl
 
 
 def adopt_older_state(callback: pl.Callback, checkpoint: dict[str, Any], **identifying: Any) -> None:

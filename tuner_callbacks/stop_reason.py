@@ -11,12 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import pytorch_lightning as pl
-from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities import rank_zero_warn
 from typing_extensions import override
 
-from tuner_callbacks.lightning_compat import lightning_bases
+from tuner_callbacks.lightning_compat import TrainerFn, lightning_bases, pl, rank_zero_warn
 from tuner_callbacks.mlflow_utils import is_mlflow_logger
 
 _ATTRIBUTE = "smart_tuner_stop_reason"

@@ -14,9 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.trainer.states import TrainerFn
 from typing_extensions import override
 
 from tuner_callbacks import options
@@ -25,7 +23,7 @@ from tuner_callbacks.alerts.channels import ChannelError, LogChannel, RetryableE
 from tuner_callbacks.alerts.dispatcher import AlertDispatcher, AlertsConfigError, build_dispatcher
 from tuner_callbacks.alerts.message import Alert, check_level
 from tuner_callbacks.alerts.redaction import Secret
-from tuner_callbacks.lightning_compat import lightning_bases
+from tuner_callbacks.lightning_compat import TrainerFn, lightning_bases, pl
 from tuner_callbacks.mlflow_utils import find_mlflow_logger, logger_tracking_uri, redact_url
 from tuner_callbacks.state_keys import adopt_older_state
 from tuner_callbacks.stop_reason import get_stop_reason

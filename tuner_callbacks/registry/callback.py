@@ -20,14 +20,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from tuner_callbacks import contract, options
-from tuner_callbacks.lightning_compat import lightning_bases
+from tuner_callbacks.lightning_compat import TrainerFn, lightning_bases, pl, rank_zero_info, rank_zero_warn
 from tuner_callbacks.mlflow_utils import find_mlflow_logger, logger_tracking_uri, mask_secrets
 from tuner_callbacks.registry import tags as version_tags
 from tuner_callbacks.registry.client import (
