@@ -8,7 +8,7 @@ step), ours is ``Tacotron2``. Each pair gives a ratio baseline time / our time; 
 robust to other work on the machine. "mel frames/s" counts real (unpadded) frames, from each arm's median time.
 
 ``--peak-memory`` also runs one default-size step at batch 16 (``--memory-batch``) per arm, each in its own
-subprocess, and prints its peak resident memory (CPU: ru_maxrss) or peak allocated GPU memory (cuda).
+subprocess, and prints its peak resident memory (CPU: VmHWM) or peak allocated GPU memory (cuda).
 
 ``--roofline`` puts each training figure against the machine's limit: it counts one step's FLOPs
 (``torch.utils.flop_counter.FlopCounterMode``, forward, loss and backward), measures the sustained rate of a
@@ -246,6 +246,12 @@ def peak_memory_of_one_step(arm: str, config_name: str, batch_size: int, args: a
     make_train_step(model, batch, args.precision, device)()
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    # VmHWM, not ru_maxrss: a child's ru_maxrss keeps the high-water mark of the parent it was forked from.
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -359,7 +365,7 @@ def main() -> None:
     peaks = None
     if args.peak_memory:
         peaks = peak_memory(args)
-        unit = "allocated GPU MiB" if device.type == "cuda" else "MiB max RSS"
+        unit = "allocated GPU MiB" if device.type == "cuda" else "MiB peak RSS"
         print(f"peak memory, default config, batch {args.memory_batch}, one step per fresh process: "
               + ", ".join(f"{arm} {mib:.0f} {unit}" for arm, mib in peaks.items()))
     if args.roofline:

@@ -210,8 +210,14 @@ class _Recurrence(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_hiddens, grad_contexts, grad_alignments):
+        if ctx.saved is None:
+            raise RuntimeError(
+                "Trying to backward through Tacotron2's decoder recurrence a second time: its backward pass reuses "
+                "the buffers of its forward pass, so each forward allows one backward (as with retain_graph=False). "
+                "Run the forward pass again.")
+        saved, ctx.saved = ctx.saved, None  # also frees the buffers as soon as the backward pass ends
         with torch.autocast(ctx.saved_tensors[0].device.type, enabled=False):
-            return (None, *_backward(ctx.saved, ctx.energy_bias_dim, ctx.needs_input_grad, *ctx.saved_tensors,
+            return (None, *_backward(saved, ctx.energy_bias_dim, ctx.needs_input_grad, *ctx.saved_tensors,
                                      grad_hiddens, grad_contexts, grad_alignments))
 
 
@@ -232,13 +238,16 @@ def _backward(saved: _Forward, energy_bias_dim, needs_input_grad, memory, attent
     context_grads = new(n_steps, batch, e)
     energy_grads = new(n_steps, batch, n_text)  # d energies, also the energy bias's gradient
     query_grads = new(n_steps, batch, q)
-    energy_pre_grads = new(n_steps, batch, q, n_text)
+    energy_weight_grads = new(n_steps, batch, q)  # each step's part of v's gradient
+    # Step t's tanh is read for the last time where its pre-tanh gradient is computed, which then takes its place:
+    # the backward pass needs no second (S, B, Q, N) buffer.
+    energy_pre_grads = saved.energy_tanh
     memory_t_grad = zeros(batch, q, n_text)
     energy_column = energy.view(1, q, 1)
     attention_steps = _LstmSteps(saved.attention_gates, saved.attention_cells, saved.attention_cells_tanh)
     decoder_steps = _LstmSteps(saved.decoder_gates, saved.decoder_cells, saved.decoder_cells_tanh)
     step_views = [x.unbind(0) for x in (attention_gate_grads, decoder_gate_grads, context_grads, energy_grads,
-                                        query_grads, energy_pre_grads, saved.energy_tanh)]
+                                        query_grads, energy_weight_grads, saved.energy_tanh)]
     alignments = saved.location_inputs[1:, :, 0].unbind(0)
 
     # Gradients flowing back into step t from step t + 1.
@@ -246,7 +255,7 @@ def _backward(saved: _Forward, energy_bias_dim, needs_input_grad, memory, attent
     attention_hidden_grad, attention_cell_grad = zeros(batch, a), zeros(batch, a)
     context_grad, weights_grad, cumulative_grad = zeros(batch, e), zeros(batch, n_text), zeros(batch, n_text)
     for t in reversed(range(n_steps)):
-        attention_gate_grad, decoder_gate_grad, context_grad_t, energy_grad, query_grad, pre_grad, tanh = (
+        attention_gate_grad, decoder_gate_grad, context_grad_t, energy_grad, query_grad, energy_weight_grad, tanh = (
             views[t] for views in step_views)
         grad_hidden = grad_hiddens[t] + decoder_hidden_grad
         if saved.decoder_masks is not None:
@@ -263,9 +272,10 @@ def _backward(saved: _Forward, energy_bias_dim, needs_input_grad, memory, attent
                                      context_grad.unsqueeze(2)).squeeze(2)
         weights = alignments[t]
         torch.mul(weights, weights_grad - (weights_grad * weights).sum(1, keepdim=True), out=energy_grad)
-        # Through v and tanh: d pre-tanh = v d energies (1 - tanh^2).
-        torch.mul(energy_column, energy_grad.unsqueeze(1), out=pre_grad)
-        pre_grad.addcmul_(pre_grad * tanh, tanh, value=-1)
+        # Through v (its gradient: the energies' gradient against tanh) and tanh: d pre-tanh = v dE (1 - tanh^2).
+        torch.bmm(tanh, energy_grad.unsqueeze(2), out=energy_weight_grad.unsqueeze(2))
+        pre_grad = torch.ops.aten.tanh_backward.grad_input(torch.mul(energy_column, energy_grad.unsqueeze(1)), tanh,
+                                                           grad_input=tanh)
         memory_t_grad.add_(pre_grad)
         torch.sum(pre_grad, dim=2, out=query_grad)
         location_grad = F.conv_transpose1d(pre_grad, location, padding=padding)  # (B, 2, N)
@@ -304,5 +314,5 @@ def _backward(saved: _Forward, energy_bias_dim, needs_input_grad, memory, attent
             saved.location_inputs[:n_steps].reshape(n_steps * batch, 2, n_text), location.shape,
             energy_pre_grads.view(n_steps * batch, q, n_text), padding=padding)
     if need_energy:
-        grads[9] = torch.einsum("sbn,sbqn->q", energy_grads, saved.energy_tanh).unsqueeze(0)
+        grads[9] = energy_weight_grads.sum((0, 1)).unsqueeze(0)
     return grads

@@ -22,26 +22,65 @@ def inputs(steps=4, batch=2, text=5, e=3, a=4, d=5, q=3, kernel=3, per_step_bias
     return rand(steps, batch, 4 * a), rand(batch, text, e), rand(batch, text, q), bias, weights
 
 
+def recurrence(bases, memory, processed_memory, bias, *weights):
+    # Training with dropout 0: the masks are ones, drawn as in training.
+    return tuple(teacher_forced_recurrence(bases, memory, processed_memory, bias, RecurrenceWeights(*weights), 0.0,
+                                           0.0, training=True))
+
+
 @pytest.mark.parametrize("per_step_bias", [False, True])
 def test_backward_is_the_forward_passes_derivative(per_step_bias):
+    """Directional derivatives by central differences against the gradients of one backward pass (the
+    recurrence allows one backward per forward, so torch.autograd.gradcheck, which runs many, cannot be used)."""
     bases, memory, processed_memory, bias, weights = inputs(per_step_bias=per_step_bias)
-
-    def run(bases, memory, processed_memory, bias, *weights):
-        # Training with dropout 0: the masks are ones, drawn as in training.
-        outputs = teacher_forced_recurrence(bases, memory, processed_memory, bias, RecurrenceWeights(*weights),
-                                            0.0, 0.0, training=True)
-        return tuple(outputs)
-
-    # The -inf of the padding has no finite difference: check the bias's gradient where it is finite only,
-    # by passing its finite part as the differentiable input.
     padding = torch.isinf(bias.detach())
-    finite = bias.detach().masked_fill(padding, 0.0).requires_grad_()
+    tensors = (bases, memory, processed_memory, bias, *weights)
+    outputs = recurrence(*tensors)
+    generator = torch.Generator().manual_seed(1)
+    cotangents = [torch.randn(o.shape, generator=generator, dtype=o.dtype) for o in outputs]
+    grads = torch.autograd.grad(outputs, tensors, cotangents)
+    assert torch.isfinite(grads[3]).all() and bool((grads[3][padding] == 0).all())
+    eps = 1e-6
+    for _ in range(8):
+        # A random direction in every input at once (none on the padding's -inf).
+        directions = [torch.randn(x.shape, generator=generator, dtype=x.dtype) for x in tensors]
+        directions[3] = directions[3].masked_fill(padding, 0.0)
+        with torch.no_grad():
+            plus = recurrence(*(x + eps * d for x, d in zip(tensors, directions, strict=True)))
+            minus = recurrence(*(x - eps * d for x, d in zip(tensors, directions, strict=True)))
+        numeric = sum(((p - m) * c).sum() for p, m, c in zip(plus, minus, cotangents, strict=True)) / (2 * eps)
+        analytic = sum((g * d).sum() for g, d in zip(grads, directions, strict=True))
+        torch.testing.assert_close(analytic, numeric, rtol=1e-6, atol=1e-8)
 
-    def with_padding(bases, memory, processed_memory, finite, *weights):
-        return run(bases, memory, processed_memory, finite.masked_fill(padding, float("-inf")), *weights)
 
-    assert torch.autograd.gradcheck(with_padding, (bases, memory, processed_memory, finite, *weights),
-                                    eps=1e-6, atol=1e-6)
+def test_each_input_gets_its_own_gradient():
+    # One input at a time, so that a gradient sent to the wrong input cannot cancel out in a sum.
+    bases, memory, processed_memory, bias, weights = inputs(per_step_bias=True)
+    padding = torch.isinf(bias.detach())
+    tensors = (bases, memory, processed_memory, bias, *weights)
+    outputs = recurrence(*tensors)
+    generator = torch.Generator().manual_seed(2)
+    cotangents = [torch.randn(o.shape, generator=generator, dtype=o.dtype) for o in outputs]
+    grads = torch.autograd.grad(outputs, tensors, cotangents)
+    eps = 1e-6
+    for i, x in enumerate(tensors):
+        direction = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        if i == 3:
+            direction = direction.masked_fill(padding, 0.0)
+        shifted = [list(tensors), list(tensors)]
+        shifted[0][i], shifted[1][i] = x + eps * direction, x - eps * direction
+        with torch.no_grad():
+            plus, minus = recurrence(*shifted[0]), recurrence(*shifted[1])
+        numeric = sum(((p - m) * c).sum() for p, m, c in zip(plus, minus, cotangents, strict=True)) / (2 * eps)
+        torch.testing.assert_close((grads[i] * direction).sum(), numeric, rtol=1e-6, atol=1e-8, msg=f"input {i}")
+
+
+def test_a_second_backward_is_refused_with_a_clear_error():
+    outputs = recurrence(*(t for t in inputs()[:4]), *inputs()[4])
+    loss = sum(o.sum() for o in outputs)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="decoder recurrence a second time"):
+        loss.backward()
 
 
 def test_the_padded_symbol_gets_no_attention():
