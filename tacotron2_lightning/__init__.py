@@ -2,6 +2,11 @@
 
 Names are imported on first use, so a tool that needs only the checkpoint reader or the text front end does not
 pay for importing PyTorch Lightning.
+
+``Tacotron2Module`` here is for a ``pytorch_lightning.Trainer``. For a ``lightning.pytorch.Trainer``, which refuses it
+(``TypeError: `model` must be a `LightningModule`...``), import
+``tacotron2_lightning.flavours.lightning.pytorch.Tacotron2Module`` (and ``Tacotron2DataModule``); the rule is in
+:mod:`tacotron2_lightning.lightning_compat`.
 """
 
 from __future__ import annotations

@@ -12,15 +12,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 from typing_extensions import override
 
-from tacotron2_lightning.lightning_compat import classes_in_every_package
+from tacotron2_lightning.lightning_compat import lightning_bases, pl
 
 log = logging.getLogger(__name__)
 
 
-class ValidationMedia(*classes_in_every_package("Callback")):
+class ValidationMedia(*lightning_bases("Callback")):
     """Writes and logs validation media of a :class:`~tacotron2_lightning.module.Tacotron2Module`.
 
     One per Trainer: its state (the validations counted) is checkpointed under the class name alone, so a resumed
@@ -103,10 +102,10 @@ def _log_to(logger: Any, media: dict[str, Any]) -> None:
     artifact_dir = f"validation/step_{media['step']:06d}"
     files = [media[k] for k in ("alignment", "inference_alignment", "mel", "audio") if k in media]
     try:
-        if isinstance(logger, classes_in_every_package("loggers.MLFlowLogger")):
+        if isinstance(logger, lightning_bases("loggers.MLFlowLogger")):
             for path in files:
                 logger.experiment.log_artifact(logger.run_id, str(path), artifact_path=artifact_dir)
-        elif isinstance(logger, classes_in_every_package("loggers.TensorBoardLogger")):
+        elif isinstance(logger, lightning_bases("loggers.TensorBoardLogger")):
             import matplotlib.image
 
             for key in ("alignment", "inference_alignment", "mel"):
@@ -118,7 +117,7 @@ def _log_to(logger: Any, media: dict[str, Any]) -> None:
 
                 wav, rate = soundfile.read(str(media["audio"]), dtype="float32")
                 logger.experiment.add_audio("validation/sample", wav, media["step"], sample_rate=rate)
-        elif isinstance(logger, classes_in_every_package("loggers.WandbLogger")):
+        elif isinstance(logger, lightning_bases("loggers.WandbLogger")):
             keys = [k for k in ("alignment", "inference_alignment", "mel") if k in media]
             logger.log_image(key="validation", images=[str(media[k]) for k in keys], step=media["step"], caption=keys)
     except Exception:  # a logger backend hiccup must not end training either

@@ -21,7 +21,6 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
@@ -66,11 +65,16 @@ class Tacotron2ModuleBase:
         text_cleaners: the cleaners the text was prepared with (kept for synthesis).
 
     Example:
+        >>> import pytorch_lightning as pl  # or: import lightning.pytorch as pl
+        >>> from tacotron2_lightning.flavours.pytorch_lightning import Tacotron2Module
+        >>> # from tacotron2_lightning.flavours.lightning.pytorch import Tacotron2Module
         >>> module = Tacotron2Module({"symbols_embedding_dim": 32, "encoder_embedding_dim": 32})
         >>> trainer = pl.Trainer(max_steps=10, gradient_clip_val=1.0)  # NVIDIA clips at 1.0
 
-    This class holds the recipe and no Lightning base: :class:`Tacotron2Module` is it on
-    ``pytorch_lightning.LightningModule``, :mod:`tacotron2_lightning.flavours` has it on ``lightning.pytorch``'s.
+    This class holds the recipe and no Lightning base: a Trainer takes a ``Tacotron2Module`` of its own package,
+    which :func:`~tacotron2_lightning.lightning_compat.tacotron2_classes` builds on this class (the table is in
+    :mod:`tacotron2_lightning.lightning_compat`). ``tacotron2_lightning.Tacotron2Module`` is the
+    ``pytorch_lightning`` one.
     """
 
     def __init__(
@@ -284,9 +288,10 @@ class Tacotron2ModuleBase:
         return torch.optim.Adam(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
 
 
-class Tacotron2Module(Tacotron2ModuleBase, pl.LightningModule):
-    """:class:`Tacotron2ModuleBase` as a ``pytorch_lightning.LightningModule``, for ``pytorch_lightning.Trainer``.
+def __getattr__(name: str) -> Any:
+    # Built on pytorch_lightning by lightning_compat.tacotron2_classes, which imports this module: built on first use.
+    if name == "Tacotron2Module":
+        from tacotron2_lightning.lightning_compat import tacotron2_classes
 
-    For ``lightning.pytorch.Trainer`` use ``tacotron2_lightning.flavours.lightning.pytorch.Tacotron2Module``. The
-    two share every method and their checkpoints load into either.
-    """
+        return tacotron2_classes("pytorch_lightning").Tacotron2Module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

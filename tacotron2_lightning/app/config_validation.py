@@ -18,7 +18,13 @@ from typing import Any
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from tacotron2_lightning.lightning_compat import LIGHTNING_PACKAGES, is_installed
+from tacotron2_lightning.lightning_compat import (
+    LIGHTNING_PACKAGES,
+    Tacotron2Classes,
+    flavour_module,
+    is_installed,
+    lightning_packages,
+)
 
 
 class ConfigError(ValueError):
@@ -118,14 +124,21 @@ def _check_paths(cfg: DictConfig) -> None:
             raise ConfigError(f"{name}: checkpoint file {value!r} does not exist")
 
 
-def _lightning_package_of(target: str) -> str | None:
-    """The Lightning package a ``_target_`` builds on (ours through :mod:`tacotron2_lightning.flavours`), or None."""
-    target = target.removeprefix("tacotron2_lightning.flavours.")
-    if target.startswith("pytorch_lightning."):
-        return "pytorch_lightning"
-    if target.startswith("lightning."):  # lightning.pytorch.Trainer, or its alias lightning.Trainer
-        return "lightning.pytorch"
-    return None
+def _lightning_packages_of(target: str) -> frozenset[str]:
+    """The Lightning packages a ``_target_`` builds on: read from its class, or from its name when it cannot be
+    imported (``lightning.pytorch.Trainer`` without ``lightning``)."""
+    try:
+        found = get_object(target)
+    except Exception:  # reported by _walk, naming the key, unless this name says enough
+        found = None
+    if isinstance(found, type):
+        return lightning_packages(found)
+    name = target.removeprefix("tacotron2_lightning.flavours.")
+    if name.startswith("pytorch_lightning."):
+        return frozenset({"pytorch_lightning"})
+    if name.startswith("lightning."):  # lightning.pytorch.Trainer, or its alias lightning.Trainer
+        return frozenset({"lightning.pytorch"})
+    return frozenset()
 
 
 def _check_lightning_package(cfg: DictConfig) -> None:
@@ -142,11 +155,19 @@ def _check_lightning_package(cfg: DictConfig) -> None:
         for key, node in nodes:
             if not isinstance(node, DictConfig) or "_target_" not in node:
                 continue
-            used = _lightning_package_of(str(node["_target_"]))
-            if used is not None and used != package:
-                raise ConfigError(f"{key}._target_: {node['_target_']!r} is from {used} but lightning={package}; "
-                                  f"set lightning={used} to switch the whole run (the Trainer, model, data, "
-                                  "loggers and callbacks must come from one package)")
+            target = str(node["_target_"])
+            used = _lightning_packages_of(target)
+            if not used or package in used:
+                continue
+            (other,) = used
+            name = target.rpartition(".")[2]
+            if target.startswith("tacotron2_lightning.") and name in Tacotron2Classes._fields:
+                raise ConfigError(f"{key}._target_: {target!r} is the {other} {name} but lightning={package}; use "
+                                  f"_target_: {flavour_module(package)}.{name}, or "
+                                  f"tacotron2_lightning.flavours.${{lightning}}.{name} to follow the lightning key")
+            raise ConfigError(f"{key}._target_: {target!r} is from {other} but lightning={package}; "
+                              f"set lightning={other} to switch the whole run (the Trainer, model, data, "
+                              "loggers and callbacks must come from one package)")
 
 
 def validate_config(cfg: DictConfig) -> None:

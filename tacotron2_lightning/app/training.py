@@ -11,13 +11,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tacotron2_lightning.app.config_validation import ConfigError, validate_config
 from tacotron2_lightning.checkpoint import load_nvidia_checkpoint
-from tacotron2_lightning.lightning_compat import classes_in_every_package
+from tacotron2_lightning.lightning_compat import check_same_package, lightning_bases, pl
 from tuner_callbacks import contract
 from tuner_callbacks.milestone import MetricMilestone
 from tuner_callbacks.mlflow_utils import (
@@ -218,9 +217,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:
         # Lightning refuses a LearningRateMonitor without a logger; `logger=none` should just work.
-        monitors = classes_in_every_package("callbacks.LearningRateMonitor")
+        monitors = lightning_bases("callbacks.LearningRateMonitor")
         callbacks = [c for c in callbacks if not isinstance(c, monitors)]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # The config check reads classes; this sees what a _target_ that is a function built. Lightning's own refusal of
+    # the other package's module would not say which import to use.
+    check_same_package(module, trainer, "model")
+    check_same_package(datamodule, trainer, "data")
     _record_run(trainer, loggers, cfg)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
@@ -31,6 +30,7 @@ from tacotron2_lightning.data.sampler import LengthBucketBatchSampler
 from tacotron2_lightning.data.sources import DataError, Utterance, read_filelist, read_ljspeech
 from tacotron2_lightning.data.timings import attach_word_timings
 from tacotron2_lightning.dataclass_config import as_dataclass
+from tacotron2_lightning.lightning_compat import check_same_package
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,9 @@ class Tacotron2DataModuleBase:
     Example:
         >>> data = Tacotron2DataModule(path="/data/LJSpeech-1.1", batch_size=64, num_workers=4)
 
-    This class holds the data and no Lightning base: :class:`Tacotron2DataModule` is it on
-    ``pytorch_lightning.LightningDataModule``, :mod:`tacotron2_lightning.flavours` has it on ``lightning.pytorch``'s.
+    This class holds the data and no Lightning base: a Trainer takes a ``Tacotron2DataModule`` of its own package,
+    which :func:`~tacotron2_lightning.lightning_compat.tacotron2_classes` builds on this class.
+    ``tacotron2_lightning.data.Tacotron2DataModule`` is the ``pytorch_lightning`` one.
     """
 
     def __init__(
@@ -179,6 +180,17 @@ class Tacotron2DataModuleBase:
         self.builtin = as_dataclass(BuiltinDatasetConfig, builtin)
         self.train_set: TextMelDataset | None = None
         self.val_set: TextMelDataset | None = None
+
+    @property
+    def trainer(self) -> Any:
+        """The Trainer this data is attached to. Another Lightning package's Trainer is refused here, naming the import
+        to use: that Trainer would otherwise fail with an error of its own that does not say why."""
+        return self._trainer
+
+    @trainer.setter
+    def trainer(self, trainer: Any) -> None:
+        check_same_package(self, trainer)
+        self._trainer = trainer
 
     def _uses_builtin(self) -> bool:
         return self.path is None and self.train_filelist is None
@@ -259,8 +271,11 @@ class Tacotron2DataModuleBase:
         return self._loader(self.val_set, train=False)
 
 
-class Tacotron2DataModule(Tacotron2DataModuleBase, pl.LightningDataModule):
-    """:class:`Tacotron2DataModuleBase` as a ``pytorch_lightning.LightningDataModule``.
 
-    For ``lightning.pytorch.Trainer`` use ``tacotron2_lightning.flavours.lightning.pytorch.Tacotron2DataModule``.
-    """
+def __getattr__(name: str) -> Any:
+    # Built on pytorch_lightning by lightning_compat.tacotron2_classes, which imports this module: built on first use.
+    if name == "Tacotron2DataModule":
+        from tacotron2_lightning.lightning_compat import tacotron2_classes
+
+        return tacotron2_classes("pytorch_lightning").Tacotron2DataModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
-"""Tacotron2Module and Tacotron2DataModule on ``pytorch_lightning`` (the project's default package)."""
+"""Tacotron2's classes on ``pytorch_lightning`` (see :mod:`tacotron2_lightning.lightning_compat`); the path is kept for
+configs, saved run configs and pickles."""
 
-from tacotron2_lightning.data.datamodule import Tacotron2DataModule
-from tacotron2_lightning.module import Tacotron2Module
+from tacotron2_lightning.lightning_compat import tacotron2_classes
 
-__all__ = ["Tacotron2DataModule", "Tacotron2Module"]
+Tacotron2Module, Tacotron2DataModule = tacotron2_classes("pytorch_lightning")

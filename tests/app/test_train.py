@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from tacotron2_lightning.app.config_validation import ConfigError, validate_config
 from tacotron2_lightning.app.training import train
+from tacotron2_lightning.lightning_compat import LightningPackageError
 from tests.helpers.data_factory import write_ljspeech
 from tests.helpers.train_configs import CONF, ROOT, TINY
 
@@ -98,6 +100,10 @@ def test_warm_start_from_a_checkpoint_with_ignore_layers(make_cfg):
         ("trainer._target_=lightning.pytorch.Trainer",
          "trainer._target_: 'lightning.pytorch.Trainer' is from lightning.pytorch but lightning=pytorch_lightning; "
          "set lightning=lightning.pytorch"),
+        ("model._target_=tacotron2_lightning.flavours.lightning.pytorch.Tacotron2Module",
+         "model._target_: 'tacotron2_lightning.flavours.lightning.pytorch.Tacotron2Module' is the lightning.pytorch "
+         "Tacotron2Module but lightning=pytorch_lightning; use _target_: "
+         "tacotron2_lightning.flavours.pytorch_lightning.Tacotron2Module"),
         ("data.path=/no/such/LJSpeech", "data.path: '/no/such/LJSpeech' does not exist"),
         ("init_from=/no/such.pt", "init_from: checkpoint file '/no/such.pt' does not exist"),
         ("+model.model_config.decoder_rnn=3", "Unknown Tacotron2Config key\\(s\\) \\['decoder_rnn'\\]"),
@@ -113,6 +119,33 @@ def test_warm_start_from_a_checkpoint_with_ignore_layers(make_cfg):
 def test_bad_overrides_fail_before_training_naming_the_key(override, message, make_cfg):
     with pytest.raises((ConfigError, Exception), match=message):
         train(make_cfg([override]))
+
+
+@pytest.mark.parametrize(("key", "target"), [("model", "tacotron2_lightning.Tacotron2Module"),
+                                             ("data", "tacotron2_lightning.data.Tacotron2DataModule")])
+def test_the_default_classes_with_lightning_pytorch_name_the_import_to_use(key, target, make_cfg):
+    name = target.rpartition(".")[2]
+    with pytest.raises(ConfigError, match=re.escape(
+            f"{key}._target_: '{target}' is the pytorch_lightning {name} but lightning=lightning.pytorch; use "
+            f"_target_: tacotron2_lightning.flavours.lightning.pytorch.{name}, or "
+            f"tacotron2_lightning.flavours.${{lightning}}.{name} to follow the lightning key")):
+        train(make_cfg(["lightning=lightning.pytorch", f"{key}._target_={target}"]))
+
+
+def pytorch_lightning_module(**kwargs):
+    """A ``_target_`` that is a function: the config check cannot tell its package, ``train`` checks what it built."""
+    from tacotron2_lightning import Tacotron2Module
+
+    return Tacotron2Module(**kwargs)
+
+
+def test_a_module_of_the_other_package_built_by_a_function_is_refused_before_fit(make_cfg):
+    with pytest.raises(LightningPackageError, match=re.escape(
+            "model: Tacotron2Module is a pytorch_lightning class, but the Trainer is a lightning.pytorch.Trainer, "
+            "which takes only lightning.pytorch modules and data: use `from tacotron2_lightning.flavours.lightning."
+            "pytorch import Tacotron2Module`")):
+        train(make_cfg(["lightning=lightning.pytorch", f"model._target_={__name__}.pytorch_lightning_module",
+                        "logger=none"]))
 
 
 def test_missing_required_data_path_is_named(make_cfg):

@@ -1,1 +1,1 @@
-"""Classes for the ``lightning`` package; see :mod:`tacotron2_lightning.flavours.lightning.pytorch`."""
+"""Kept as the parent of :mod:`tacotron2_lightning.flavours.lightning.pytorch`, a path that configs name."""

@@ -1,19 +1,6 @@
-"""Tacotron2Module and Tacotron2DataModule on ``lightning.pytorch``, for ``lightning.pytorch.Trainer``.
+"""Tacotron2's classes on ``lightning.pytorch`` (see :mod:`tacotron2_lightning.lightning_compat`); the path is kept for
+configs, saved run configs and pickles. Needs the ``lightning`` package (``pip install "smart-tuner[lightning]"``)."""
 
-Needs the ``lightning`` package (``pip install "smart-tuner[lightning]"``).
-"""
+from tacotron2_lightning.lightning_compat import tacotron2_classes
 
-import lightning.pytorch as pl
-
-from tacotron2_lightning.data.datamodule import Tacotron2DataModuleBase
-from tacotron2_lightning.module import Tacotron2ModuleBase
-
-__all__ = ["Tacotron2DataModule", "Tacotron2Module"]
-
-
-class Tacotron2Module(Tacotron2ModuleBase, pl.LightningModule):
-    """:class:`~tacotron2_lightning.module.Tacotron2ModuleBase` as a ``lightning.pytorch.LightningModule``."""
-
-
-class Tacotron2DataModule(Tacotron2DataModuleBase, pl.LightningDataModule):
-    """:class:`~tacotron2_lightning.data.datamodule.Tacotron2DataModuleBase` on ``lightning.pytorch``."""
+Tacotron2Module, Tacotron2DataModule = tacotron2_classes("lightning.pytorch")
