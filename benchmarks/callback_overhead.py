@@ -56,7 +56,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -69,8 +68,9 @@ from throughput import make_batch, make_config
 
 from tacotron2_lightning.config import Tacotron2Config
 from tacotron2_lightning.loss import tacotron2_loss
-from tacotron2_lightning.model import Tacotron2, decoder_steps, lengths_to_mask
+from tacotron2_lightning.model import Tacotron2, decoder_steps
 from tacotron2_lightning.module import Tacotron2Module
+from tacotron2_lightning.reference_decoder import ReferenceTacotron2
 from tuner_callbacks import MetricHistory, ParamScheduler, SmartEarlyStopping
 from tuner_callbacks.alignment_guard import AlignmentGuard
 from tuner_callbacks.pruning import TrialPruning
@@ -283,37 +283,6 @@ def benchmark(name: str, args: argparse.Namespace, root: Path, bot_api: tuple[st
     }
 
 
-@torch.no_grad()
-def uncompacted_inference(decoder, memory, memory_lengths=None, max_decoder_steps=None, warn_at_cap=True):
-    """``Decoder.inference`` as it was before per-utterance caps and compaction (commit 58acca8): one int cap,
-    and every step decodes the whole batch until its last utterance stops."""
-    batch = memory.size(0)
-    r = decoder.n_frames_per_step
-    cap = decoder.max_decoder_steps if max_decoder_steps is None else max_decoder_steps
-    pad_mask = None if memory_lengths is None else ~lengths_to_mask(memory_lengths, memory.size(1))
-    processed_memory = decoder.attention_layer.memory_layer(memory)
-    state = decoder.initial_state(memory)
-    frame = memory.new_zeros(batch, decoder.n_mel_channels * r)
-    steps = torch.full((batch,), cap, dtype=torch.long, device=memory.device)
-    stopped = torch.zeros(batch, dtype=torch.bool, device=memory.device)
-    frames, gates, alignments = [], [], []
-    for step in range(cap):
-        frame, gate, state = decoder.decode_step(decoder.prenet(frame), state, memory, processed_memory, pad_mask)
-        frames.append(frame)
-        gates.append(gate.squeeze(1))
-        alignments.append(state.attention_weights)
-        fired = (torch.sigmoid(gate.squeeze(1)) > decoder.gate_threshold) & ~stopped
-        steps[fired] = step + 1
-        stopped |= fired
-        if bool(stopped.all()):
-            break
-    gate_outputs = torch.stack(gates, dim=1)
-    if r > 1:
-        gate_outputs = gate_outputs.repeat_interleave(r, dim=1)
-    mel = torch.stack(frames, dim=1).reshape(batch, -1, decoder.n_mel_channels).transpose(1, 2)
-    return mel, gate_outputs, torch.stack(alignments, dim=1), steps * r
-
-
 def builtin_like_batch(batch_size: int, n_mel_channels: int, r: int, generator: torch.Generator) -> tuple:
     """NVIDIA's padded layout with the built-in data's spread of lengths: text 40-80 symbols, mel ~3.75 frames per
     symbol (150-300), sorted longest text first; mel padded to a multiple of r."""
@@ -344,8 +313,9 @@ def health_decoding(args: argparse.Namespace) -> dict:
     # so every utterance runs to its cap: the case this measures.
     with torch.no_grad():
         model.decoder.gate_layer.linear_layer.bias.fill_(-1e4)
-    old_model = copy.deepcopy(model)
-    old_model.decoder.inference = types.MethodType(uncompacted_inference, old_model.decoder)
+    # Decoding before per-utterance caps and compaction: NVIDIA's loop, one int cap, the whole batch every step.
+    old_model = ReferenceTacotron2(config).eval()
+    old_model.load_state_dict(model.state_dict())
 
     train_model = copy.deepcopy(model).train()
     optimizer = torch.optim.Adam(train_model.parameters(), lr=1e-3, weight_decay=1e-6)

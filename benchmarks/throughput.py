@@ -269,6 +269,13 @@ def peak_memory(args: argparse.Namespace) -> dict[str, float]:
     return peaks
 
 
+def print_pairs(label: str, result: dict) -> dict:
+    """Print one comparison's per-pair ratios and their median as they come; returns ``result``."""
+    print(f"{label} batch {result['batch']}: baseline/ours per pair "
+          f"{' '.join(f'{r:.2f}' for r in result['ratios'])}, median {result['median_ratio']:.2f}x", flush=True)
+    return result
+
+
 def print_table(results: list[dict]) -> None:
     columns = [("config", "config", "{}"), ("batch", "batch", "{}"), ("text len", "text_len", "{}"),
                ("mel len", "mel_len", "{}"),
@@ -339,11 +346,7 @@ def main() -> None:
         inference = []
         for name in dict.fromkeys(args.configs):
             for batch_size in args.inference_batch:
-                result = compare_inference(name, batch_size, args, device)
-                print(f"{name} synthesis batch {batch_size}: baseline/ours per pair "
-                      f"{' '.join(f'{r:.2f}' for r in result['ratios'])}, median {result['median_ratio']:.2f}x",
-                      flush=True)
-                inference.append(result)
+                inference.append(print_pairs(f"{name} synthesis", compare_inference(name, batch_size, args, device)))
         print_inference_table(inference)
         if args.json:
             with open(args.json, "w") as f:
@@ -354,10 +357,7 @@ def main() -> None:
     results, roofline_rows = [], []
     for name in dict.fromkeys(args.configs):
         for batch_size in args.batch_size:
-            result = compare(name, batch_size, args, device)
-            print(f"{name} batch {batch_size}: baseline/ours per pair "
-                  f"{' '.join(f'{r:.2f}' for r in result['ratios'])}, median {result['median_ratio']:.2f}x",
-                  flush=True)
+            result = print_pairs(name, compare(name, batch_size, args, device))
             results.append(result)
             if args.roofline:
                 roofline_rows += roofline(name, batch_size, result, rate, args, device)

@@ -28,51 +28,49 @@ def recurrence(bases, memory, processed_memory, bias, *weights):
                                            0.0, training=True))
 
 
+def one_backward(per_step_bias: bool, seed: int):
+    """The inputs, the padding, random output cotangents and the gradients of one backward pass against them."""
+    bases, memory, processed_memory, bias, weights = inputs(per_step_bias=per_step_bias)
+    tensors = (bases, memory, processed_memory, bias, *weights)
+    outputs = recurrence(*tensors)
+    generator = torch.Generator().manual_seed(seed)
+    cotangents = [torch.randn(o.shape, generator=generator, dtype=o.dtype) for o in outputs]
+    return tensors, torch.isinf(bias.detach()), cotangents, torch.autograd.grad(outputs, tensors, cotangents), generator
+
+
+def numeric_derivative(tensors, directions, cotangents, eps=1e-6):
+    """d/de <cotangents, recurrence(tensors + e * directions)> at e = 0, by central differences."""
+    with torch.no_grad():
+        plus = recurrence(*(x + eps * d for x, d in zip(tensors, directions, strict=True)))
+        minus = recurrence(*(x - eps * d for x, d in zip(tensors, directions, strict=True)))
+    return sum(((p - m) * c).sum() for p, m, c in zip(plus, minus, cotangents, strict=True)) / (2 * eps)
+
+
 @pytest.mark.parametrize("per_step_bias", [False, True])
 def test_backward_is_the_forward_passes_derivative(per_step_bias):
     """Directional derivatives by central differences against the gradients of one backward pass (the
     recurrence allows one backward per forward, so torch.autograd.gradcheck, which runs many, cannot be used)."""
-    bases, memory, processed_memory, bias, weights = inputs(per_step_bias=per_step_bias)
-    padding = torch.isinf(bias.detach())
-    tensors = (bases, memory, processed_memory, bias, *weights)
-    outputs = recurrence(*tensors)
-    generator = torch.Generator().manual_seed(1)
-    cotangents = [torch.randn(o.shape, generator=generator, dtype=o.dtype) for o in outputs]
-    grads = torch.autograd.grad(outputs, tensors, cotangents)
+    tensors, padding, cotangents, grads, generator = one_backward(per_step_bias, seed=1)
     assert torch.isfinite(grads[3]).all() and bool((grads[3][padding] == 0).all())
-    eps = 1e-6
     for _ in range(8):
         # A random direction in every input at once (none on the padding's -inf).
         directions = [torch.randn(x.shape, generator=generator, dtype=x.dtype) for x in tensors]
         directions[3] = directions[3].masked_fill(padding, 0.0)
-        with torch.no_grad():
-            plus = recurrence(*(x + eps * d for x, d in zip(tensors, directions, strict=True)))
-            minus = recurrence(*(x - eps * d for x, d in zip(tensors, directions, strict=True)))
-        numeric = sum(((p - m) * c).sum() for p, m, c in zip(plus, minus, cotangents, strict=True)) / (2 * eps)
         analytic = sum((g * d).sum() for g, d in zip(grads, directions, strict=True))
-        torch.testing.assert_close(analytic, numeric, rtol=1e-6, atol=1e-8)
+        torch.testing.assert_close(analytic, numeric_derivative(tensors, directions, cotangents), rtol=1e-6,
+                                   atol=1e-8)
 
 
 def test_each_input_gets_its_own_gradient():
     # One input at a time, so that a gradient sent to the wrong input cannot cancel out in a sum.
-    bases, memory, processed_memory, bias, weights = inputs(per_step_bias=True)
-    padding = torch.isinf(bias.detach())
-    tensors = (bases, memory, processed_memory, bias, *weights)
-    outputs = recurrence(*tensors)
-    generator = torch.Generator().manual_seed(2)
-    cotangents = [torch.randn(o.shape, generator=generator, dtype=o.dtype) for o in outputs]
-    grads = torch.autograd.grad(outputs, tensors, cotangents)
-    eps = 1e-6
+    tensors, padding, cotangents, grads, generator = one_backward(per_step_bias=True, seed=2)
     for i, x in enumerate(tensors):
-        direction = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        directions = [torch.zeros_like(t) for t in tensors]
+        directions[i] = torch.randn(x.shape, generator=generator, dtype=x.dtype)
         if i == 3:
-            direction = direction.masked_fill(padding, 0.0)
-        shifted = [list(tensors), list(tensors)]
-        shifted[0][i], shifted[1][i] = x + eps * direction, x - eps * direction
-        with torch.no_grad():
-            plus, minus = recurrence(*shifted[0]), recurrence(*shifted[1])
-        numeric = sum(((p - m) * c).sum() for p, m, c in zip(plus, minus, cotangents, strict=True)) / (2 * eps)
-        torch.testing.assert_close((grads[i] * direction).sum(), numeric, rtol=1e-6, atol=1e-8, msg=f"input {i}")
+            directions[i] = directions[i].masked_fill(padding, 0.0)
+        numeric = numeric_derivative(tensors, directions, cotangents)
+        torch.testing.assert_close((grads[i] * directions[i]).sum(), numeric, rtol=1e-6, atol=1e-8, msg=f"input {i}")
 
 
 def test_a_second_backward_is_refused_with_a_clear_error():
