@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import os
 import random
-import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from tacotron2_lightning.data.builtin import (
 )
 from tacotron2_lightning.data.collate import TextMelCollate
 from tacotron2_lightning.data.dataset import CheckedUtterance, TextMelDataset, inspect_utterances
-from tacotron2_lightning.data.loader import ResumableDataLoader
+from tacotron2_lightning.data.loader import ResumableDataLoader, WorkerSignalsDataLoader, ignore_group_signals
 from tacotron2_lightning.data.mel_cache import MelCache
 from tacotron2_lightning.data.sampler import LengthBucketBatchSampler
 from tacotron2_lightning.data.sources import DataError, Utterance, read_filelist, read_ljspeech
@@ -59,11 +58,11 @@ def init_worker(worker_id: int) -> None:
 
     ``timeout`` and SLURM signal the whole process group: PyTorch's workers would die of it and fail the step
     during which the training process saves its last checkpoint before stopping. Workers stop when the training
-    process shuts them down or exits. Setting ``worker_init_fn`` stops Lightning from adding its own, so its
-    seeding (``seed_everything(workers=True)``) is done here.
+    process shuts them down or exits; they start with the signals blocked (:class:`WorkerSignalsDataLoader`), so
+    one sent before this function runs is discarded too. Setting ``worker_init_fn`` stops Lightning from adding its
+    own, so its seeding (``seed_everything(workers=True)``) is done here.
     """
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_group_signals()
     if int(os.environ.get("PL_SEED_WORKERS", "0")):
         pl_worker_init_function(worker_id)
 
@@ -262,7 +261,7 @@ class Tacotron2DataModuleBase:
             )
             # Resumable: a checkpoint taken mid-epoch continues the epoch with the batches it would have had.
             return ResumableDataLoader(dataset, batch_sampler=sampler, **common)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=train, **common)
+        return WorkerSignalsDataLoader(dataset, batch_size=self.batch_size, shuffle=train, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

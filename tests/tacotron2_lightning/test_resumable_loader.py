@@ -168,3 +168,38 @@ def test_the_datamodules_workers_leave_sigterm_to_the_training_process(tmp_path)
     for worker in workers:
         worker.join(timeout=60)
     assert [worker.exitcode for worker in workers] == [0, 0]
+
+
+def _slow_init(worker_id: int) -> None:
+    """A worker init function that is still starting when the signal comes, then ignores it as ours does."""
+    import time
+
+    from tacotron2_lightning.data.loader import ignore_group_signals
+
+    time.sleep(1.0)
+    ignore_group_signals()
+
+
+@pytest.mark.parametrize("loader_class", ["WorkerSignalsDataLoader", "DataLoader"])
+def test_a_signal_before_the_workers_init_function_waits_instead_of_killing_them(loader_class):
+    import os
+    import signal
+
+    import torch.utils.data
+
+    from tacotron2_lightning.data import loader as loaders
+
+    cls = getattr(loaders, loader_class, None) or torch.utils.data.DataLoader
+    data = cls(list(range(8)), batch_size=2, num_workers=2, worker_init_fn=_slow_init)
+    iterator = iter(data)  # workers started, each sleeping in its init function
+    workers = list(iterator._workers)
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGTERM)
+    if loader_class == "WorkerSignalsDataLoader":
+        assert [int(x) for batch in iterator for x in batch] == list(range(8))
+        for worker in workers:  # shut down at the epoch's end, as told: not killed by the signal (-15)
+            worker.join(timeout=60)
+        assert [worker.exitcode for worker in workers] == [0, 0]
+    else:  # a plain DataLoader's workers die of it: what the block prevents
+        with pytest.raises(RuntimeError, match="exited unexpectedly"):
+            list(iterator)
