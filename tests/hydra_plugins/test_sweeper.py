@@ -76,6 +76,7 @@ def test_the_plugin_is_found_under_its_own_name_with_its_samplers_and_pruners():
     assert cfg.hydra.runtime.choices["hydra/sweeper"] == "smart_optuna"  # not "optuna": Hydra's plugin keeps it
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_records_each_trial_and_resumes_to_the_total_n_trials(tmp_path, shared_cache):
     # A command-line sweep argument adds to (or overrides) the config's params.
     with FakeBotApi() as telegram:
@@ -133,6 +134,7 @@ def test_a_sweep_runs_records_each_trial_and_resumes_to_the_total_n_trials(tmp_p
     assert "defaults" not in study.trials[3].user_attrs  # the configured values ran once, in trial 0
 
 
+@pytest.mark.slow
 def test_a_warm_started_sweep_copies_an_earlier_study_and_stops_once_a_trial_reaches_the_target(tmp_path,
                                                                                                  shared_cache):
     # An earlier study over the same space: its COMPLETE trials that fit are copied, not run; one outside is skipped.
@@ -158,6 +160,7 @@ def test_a_warm_started_sweep_copies_an_earlier_study_and_stops_once_a_trial_rea
     assert results.stopped_early.startswith("target: trial 0 reached")
 
 
+@pytest.mark.slow
 def test_too_many_failures_stop_the_sweep_with_an_error_naming_the_rate(tmp_path, shared_cache):
     # An unknown model key fails every trial at config validation: no training, quick.
     done = sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=4", "hydra.sweeper.max_failure_rate=0.25",

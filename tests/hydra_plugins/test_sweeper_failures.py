@@ -18,6 +18,7 @@ from tests.hydra_plugins.test_sweeper import load, states, sweep
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+@pytest.mark.slow
 def test_a_destructive_learning_rate_is_pruned_and_a_nan_trial_fails_without_ending_the_sweep(tmp_path,
                                                                                             shared_cache):
     storage = f"sqlite:///{tmp_path}/outputs/sweeps/search/optuna.db"
@@ -54,6 +55,7 @@ def test_a_destructive_learning_rate_is_pruned_and_a_nan_trial_fails_without_end
     assert "not finite" in study.trials[1].user_attrs["error"]
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_failing_and_requeueing_the_trial_it_left_running(tmp_path, shared_cache):
     args = ["hydra.sweeper.n_trials=3", "logger=none", "hydra.sweeper.stale_trials=requeue"]
     # Long trials, so that the kill lands inside trial 1.

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from tacotron2_lightning.data.mel_cache import MelCache
@@ -101,6 +102,7 @@ for _ in range(30):
 """
 
 
+@pytest.mark.slow
 def test_processes_writing_the_same_entry_at_once_never_see_a_partial_one(tmp_path):
     wav = write_tone(tmp_path / "a.wav", 0.2)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

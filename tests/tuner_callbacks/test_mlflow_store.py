@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 
+import pytest
+
 from tuner_callbacks.mlflow_utils import prepare_sqlite_store
 
 
@@ -20,6 +22,7 @@ def _open_when_all_are_ready(uri: str, barrier, results) -> None:
         results.put(f"{type(error).__name__}: {error}")
 
 
+@pytest.mark.slow
 def test_processes_opening_a_new_store_together_all_succeed(tmp_path):
     uri = f"sqlite:///{tmp_path}/new/mlflow.db"
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each, as parallel trials are
