@@ -75,10 +75,8 @@ class InferenceStep:
         self.output_t = torch.cat((w_out[:, d:], w_out[:, :d]), dim=1).t()
         self.output_bias = torch.cat((projection.bias, gate.bias))
         self.query_t = attention.query_layer.linear_layer.weight.t()
-        conv = attention.location_layer.location_conv.conv.weight  # (F, 2, K)
-        dense = attention.location_layer.location_dense.linear_layer.weight  # (Q, F)
-        self.location = (dense @ conv.reshape(conv.size(0), -1)).reshape(dense.size(0), 2, conv.size(2))
-        self.padding = (conv.size(2) - 1) // 2
+        self.location = attention.location_layer.composed_weight()  # (Q, 2, K)
+        self.padding = (self.location.size(2) - 1) // 2
         self.energy = attention.v.linear_layer.weight  # (1, Q)
         self.memory = memory
         self.memory_t = attention.memory_layer(memory).transpose(1, 2).contiguous()  # (B, Q, N)

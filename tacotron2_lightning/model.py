@@ -39,6 +39,12 @@ def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
     return torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
+def padding_bias(lengths: Tensor, max_len: int, dtype: torch.dtype) -> Tensor:
+    """(B,) lengths -> (B, max_len) attention-energy bias: 0 on valid positions, -inf on padding."""
+    valid = lengths_to_mask(lengths, max_len)
+    return torch.zeros(valid.shape, dtype=dtype, device=lengths.device).masked_fill(~valid, float("-inf"))
+
+
 def decoder_steps(frames: Tensor | int, n_frames_per_step: int) -> Tensor | int:
     """Decoder steps that produce ``frames`` mel frames, ``n_frames_per_step`` per step (rounded up).
 
@@ -87,6 +93,12 @@ class LocationLayer(nn.Module):
     def forward(self, attention_weights_cat: Tensor) -> Tensor:
         # (B, 2, N) -> (B, n_filters, N) -> (B, N, attention_dim)
         return self.location_dense(self.location_conv(attention_weights_cat).transpose(1, 2))
+
+    def composed_weight(self) -> Tensor:
+        """The convolution then the projection as one convolution weight (attention_dim, 2, kernel): no
+        nonlinearity lies between them, so ``conv1d(x, composed_weight())`` is ``forward(x)`` transposed."""
+        conv = self.location_conv.conv.weight  # (n_filters, 2, kernel)
+        return (self.location_dense.linear_layer.weight @ conv.reshape(conv.size(0), -1)).reshape(-1, *conv.shape[1:])
 
 
 class Attention(nn.Module):
@@ -315,19 +327,15 @@ class Decoder(nn.Module):
         w_prenet, w_context = attention_rnn.weight_ih.split([prenet_frames.size(2), self.encoder_embedding_dim],
                                                             dim=1)
         attention_bases = F.linear(prenet_frames, w_prenet, attention_rnn.bias_ih + attention_rnn.bias_hh)
-        location = attention.location_layer
-        n_filters, _, kernel_size = location.location_conv.conv.weight.shape
         weights = RecurrenceWeights(
             attention_lstm=torch.cat((w_context, attention_rnn.weight_hh), dim=1),
             decoder_lstm=torch.cat((decoder_rnn.weight_ih, decoder_rnn.weight_hh), dim=1),
             decoder_bias=decoder_rnn.bias_ih + decoder_rnn.bias_hh,
             query=attention.query_layer.linear_layer.weight,
-            location=(location.location_dense.linear_layer.weight
-                      @ location.location_conv.conv.weight.reshape(n_filters, -1)).reshape(-1, 2, kernel_size),
+            location=attention.location_layer.composed_weight(),
             energy=attention.v.linear_layer.weight,
         )
-        pad_mask = ~lengths_to_mask(memory_lengths, memory.size(1))
-        energy_bias = memory.new_zeros(pad_mask.shape).masked_fill(pad_mask, float("-inf"))
+        energy_bias = padding_bias(memory_lengths, memory.size(1), memory.dtype)
         if attention_prior is not None:  # (B, S, N) -> (S, B, N)
             energy_bias = (attention_prior.transpose(0, 1) + energy_bias).to(memory.dtype)
         hiddens, contexts, alignments = teacher_forced_recurrence(
@@ -368,8 +376,7 @@ class Decoder(nn.Module):
         step_function = InferenceStep(self, memory)
         state = step_function.initial_state()
         # -inf on each utterance's padding, added to the attention energies (None: no padding).
-        padding = None if memory_lengths is None else memory.new_zeros(memory.shape[:2]).masked_fill(
-            ~lengths_to_mask(memory_lengths, memory.size(1)), float("-inf"))
+        padding = None if memory_lengths is None else padding_bias(memory_lengths, memory.size(1), memory.dtype)
         frame = memory.new_zeros(batch, self.n_mel_channels * r)
         steps = caps.clone()
         gate_fired = torch.zeros(batch, dtype=torch.bool, device=memory.device)
