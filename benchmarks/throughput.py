@@ -331,8 +331,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.pairs < 1 or args.warmup < 0:
         parser.error(f"--pairs must be >= 1 and --warmup >= 0, got {args.pairs} and {args.warmup}")
-    if min(args.batch_size) < 1:
-        parser.error(f"--batch-size values must be >= 1, got {args.batch_size}")
+    if min(args.batch_size) < 1 or min(args.inference_batch) < 1:
+        parser.error(f"--batch-size and --inference-batch values must be >= 1, got {args.batch_size} and "
+                     f"{args.inference_batch}")
+    if args.inference_steps < 1:
+        parser.error(f"--inference-steps must be >= 1, got {args.inference_steps}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.memory_arm:

@@ -42,3 +42,9 @@ def test_inference_mode_reports_the_real_time_factor(tmp_path):
         assert result["steps"] == 5 and result["audio_s"] > 0
         assert abs(result["ours_rtf"] - result["ours_s"] / result["audio_s"]) < 1e-12
     assert "ours RTF" in out
+
+
+def test_a_bad_step_count_is_refused_naming_the_option():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--inference", "--inference-steps", "0"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and "--inference-steps must be >= 1, got 0" in done.stderr
