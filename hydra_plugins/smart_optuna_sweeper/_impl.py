@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from hydra_plugins.smart_optuna_sweeper import _budget, _seeding
+from hydra_plugins.smart_optuna_sweeper._ask_lock import ask_lock_path, asking_alone
 from hydra_plugins.smart_optuna_sweeper._errors import SweepError
 from hydra_plugins.smart_optuna_sweeper._liveness import Heartbeat, claim, is_own, recover_stale_trials
 from hydra_plugins.smart_optuna_sweeper._pruners import build_pruner, pruner_record
@@ -203,6 +204,7 @@ class SmartOptunaSweeperImpl(Sweeper):
             source = _seeding.load_source(*self.warm_start_from, self.directions,
                                           self.options.study_name or self.sweep_dir.name, storage_url)
         study = self._create_study(space, storage_url)
+        self._ask_lock_path = ask_lock_path(storage_url)
         self._recover(study)
         self._seed(study, space, enqueued, source)
         done = _counted(study)
@@ -338,7 +340,8 @@ class SmartOptunaSweeperImpl(Sweeper):
                              "trial is recovered)", self.n_trials, others)
                     self._waiting_logged = True
                 return _WAIT if others else None
-            trial = study.ask()
+            with asking_alone(self._ask_lock_path):  # SQLite: two workers could pop one enqueued trial (_ask_lock)
+                trial = study.ask()
             claim(study, [trial._trial_id])  # others see its owner at once, not only once it is launched
             trials = study.get_trials(deepcopy=False)
             refused = _budget.refusal(trials, trial.number, self.n_trials)

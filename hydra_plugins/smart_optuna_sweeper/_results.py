@@ -6,7 +6,6 @@ registry's alias."""
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.smart_optuna_sweeper._budget import in_budget
 from tuner_callbacks import contract
+from tuner_callbacks.atomic_file import write_text_atomically
 from tuner_callbacks.report.data import best_trials, defaults_trial, gain_over_defaults
 from tuner_callbacks.report.feasibility import infeasible_trials, is_feasible, no_best_reason, trial_constraints
 
@@ -87,9 +87,7 @@ def write_results(study: Any, sweep_dir: Path, storage_url: str, stopped_early: 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     path = sweep_dir / "optimization_results.yaml"
     # Workers sharing a sweep folder each write it at their end: whole files, the last one's kept.
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    OmegaConf.save(OmegaConf.create(results), partial)
-    os.replace(partial, path)
+    write_text_atomically(path, OmegaConf.to_yaml(OmegaConf.create(results)))
     return path
 
 

@@ -150,7 +150,9 @@ def test_a_worker_killed_mid_trial_has_its_trial_requeued_by_the_others_and_noth
     args = [f"hydra.sweeper.storage='{url}'", "hydra.sweeper.n_trials=3",
             "hydra/sweeper/pruner=nop", "hydra.sweeper.stale_trials=requeue",
             f"hydra.sweeper.stale_after_s={stale_after_s}", "hydra.sweeper.report=false"]
-    workers = [start_worker(tmp_path, shared_cache, f"worker{i}", *args, env=env) for i in range(2)]
+    # The victim's trials are long, so that the kill lands inside the trial the test saw training, not after it.
+    workers = [start_worker(tmp_path, shared_cache, "worker0", *args, env=env),
+               start_worker(tmp_path, shared_cache, "worker1", *args, "trainer.max_steps=100000", env=env)]
     processes, logs = [w[0] for w in workers], [w[1] for w in workers]
     victim, survivor = processes[1], processes[0]
     try:

@@ -50,7 +50,8 @@ def run_together(sweepers):
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert not errors, errors
+    if errors:
+        raise errors[0]  # with its own traceback
 
 
 # --- the cap ------------------------------------------------------------------------------------------------------

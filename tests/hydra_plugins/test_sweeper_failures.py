@@ -67,9 +67,10 @@ def test_a_killed_sweep_resumes_failing_and_requeueing_the_trial_it_left_running
         # The study record, not the file: the file exists before the sweeper has written the study into it.
         study = study_or_none("search", storage) if (tmp_path / "outputs/sweeps/search/optuna.db").exists() else None
         trials = study.trials if study else []
-        # Running, and claimed by the sweep (the claim follows the ask by a few storage writes).
+        # Running, claimed by the sweep (the claim follows the ask by a few storage writes) and with its values
+        # drawn, all of them (they follow the claim): a kill mid-draw would requeue part of them.
         return ([t.state for t in trials] == [TrialState.COMPLETE, TrialState.RUNNING]
-                and PID in trials[1].system_attrs)
+                and PID in trials[1].system_attrs and trials[1].params.keys() == trials[0].params.keys())
 
     try:
         wait_until(trial_1_claimed, "trial 1 running", [process])

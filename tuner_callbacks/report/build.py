@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuner_callbacks import contract
+from tuner_callbacks.atomic_file import write_text_atomically
 from tuner_callbacks.mlflow_utils import redact_url, resolve_tracking_uri
 from tuner_callbacks.report import plots
 from tuner_callbacks.report.data import (
@@ -301,9 +302,7 @@ def build_report(storage: str, study_name: str, out_path: Path | None = None, tr
     ]
     subtitle = f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by tuner_callbacks.report."
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(f".{out_path.name}.{os.getpid()}")  # whole files for workers sharing a folder
-    partial.write_text(page(f"Sweep report: {study_name}", subtitle, sections), encoding="utf-8")
-    os.replace(partial, out_path)
+    write_text_atomically(out_path, page(f"Sweep report: {study_name}", subtitle, sections))
     log.info("Sweep report written to %s", out_path)
     if log_to_mlflow and client is not None:
         try:

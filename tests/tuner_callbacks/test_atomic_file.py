@@ -1,0 +1,39 @@
+"""Writers sharing a folder, threads of one process included, each leave a whole file: the last one's."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tuner_callbacks.atomic_file import write_text_atomically
+
+
+def test_threads_writing_one_file_leave_one_writers_whole_text_and_no_partial_files(tmp_path):
+    path, texts, errors = tmp_path / "optimization_results.yaml", [f"{n}\n" * 20000 for n in range(8)], []
+    start = threading.Barrier(len(texts))
+
+    def write(text):
+        start.wait()
+        try:
+            for _ in range(5):
+                write_text_atomically(path, text)
+        except Exception as error:  # one pid for all: a pid-named partial file was renamed away by another
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(text,)) for text in texts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert path.read_text(encoding="utf-8") in texts
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_partial_file(tmp_path):
+    path = tmp_path / "report.html"
+    write_text_atomically(path, "old")
+    with pytest.raises(UnicodeEncodeError):
+        write_text_atomically(path, "bad \udc00 surrogate")
+    assert path.read_text(encoding="utf-8") == "old" and [p.name for p in tmp_path.iterdir()] == [path.name]

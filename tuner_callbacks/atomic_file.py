@@ -1,0 +1,21 @@
+"""Whole files for readers and for writers that share a folder (sweep workers, threads of one sweeper process):
+each writer writes a temporary file of its own beside the target and renames it over the target, so a reader sees
+the old file or the new one, never a part, and the last writer's file is kept."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Writes ``text`` (UTF-8) to ``path`` in one rename; the folder must exist."""
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
