@@ -16,12 +16,13 @@ import urllib.request
 import pytest
 
 from tests.helpers.train_configs import ROOT, TINY
+from tests.hydra_plugins.test_sweeper import UNLOOKED_AT
 
 pytest.importorskip("optuna_dashboard")  # the `dashboard` extra (and `dev`)
 
 # Validation media stay on: they are what each trial attaches.
 MEDIA_SWEEP = [*TINY, "trainer.max_steps=2", "trainer.val_check_interval=2",
-               "callbacks.metric_history.export_formats=[]"]
+               "callbacks.metric_history.export_formats=[]", "logger=none", *UNLOOKED_AT]
 START_TIMEOUT_S = 120  # a slow machine may take long to import optuna and bottle
 
 

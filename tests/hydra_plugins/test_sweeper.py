@@ -38,11 +38,19 @@ CONFIGURED = {"model.learning_rate": 3e-3, "model.gate_positive_weight": 50.0, "
               "model.guided_attention_sigma": 0.2, "model.align_loss_weight": 1.0, "data.batch_size": 4}
 
 
-def sweep(tmp_path, cache, *overrides, check=True, wait=True, env=None):
+# What a test of the sweep's loop does not look at, and costs seconds a sweep: a registered model version per trial
+# (an MLflow store, a pyfunc model) and the report at the end. A test's own overrides come later and win.
+UNLOOKED_AT = ["callbacks.model_registry=null", "hydra.sweeper.registry_model=null", "hydra.sweeper.report=false"]
+
+
+def sweep(tmp_path, cache, *overrides, check=True, wait=True, env=None, everything=False):
+    """``python train.py -m hparams=search`` in ``tmp_path`` with tiny trials; ``everything``: with the registry and
+    the report, as a user's sweep runs."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SMART_TUNER_CACHE": str(cache),
            **(env or {})}
     # No paths.log_dir: outputs/ under the working directory, as `python train.py -m ...` run there writes it.
-    command = [sys.executable, str(ROOT / "train.py"), "-m", "hparams=search", *SWEEP, *overrides]
+    command = [sys.executable, str(ROOT / "train.py"), "-m", "hparams=search", *SWEEP,
+               *([] if everything else UNLOOKED_AT), *overrides]
     if not wait:
         return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True)
@@ -82,7 +90,7 @@ def test_a_sweep_runs_records_each_trial_and_resumes_to_the_total_n_trials(tmp_p
     with FakeBotApi() as telegram:
         sweep(tmp_path, shared_cache, "hydra.sweeper.n_trials=3", "data.batch_size=choice(2, 4)", *MEETABLE,
               f"+hydra.sweeper.alerts.base_url='{telegram.base_url}'",
-              env={"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_CHAT_ID": str(CHAT_ID)})
+              env={"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_CHAT_ID": str(CHAT_ID)}, everything=True)
         (summary,) = telegram.calls("sendMessage")
     study = load(tmp_path)
     assert "search" in summary.text and f"{study.best_value:.4g}"[:4] in summary.text
