@@ -17,8 +17,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import torch
-
 from tuner_callbacks.registry.client import RegistryError
 
 log = logging.getLogger(__name__)
@@ -44,6 +42,8 @@ def export_checkpoint(checkpoint: str | Path, export_format: str, out: str | Pat
     out.parent.mkdir(parents=True, exist_ok=True)
     if export_format == "nvidia":
         # Our Tacotron2 is NVIDIA's module for module, so its own state_dict has NVIDIA's keys.
+        import torch  # here: the registry's `--help` lists this module's formats without PyTorch's import
+
         torch.save({"state_dict": module.model.state_dict()}, out)
     elif export_format == "lightning":
         shutil.copyfile(checkpoint, out)

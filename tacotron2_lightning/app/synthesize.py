@@ -18,16 +18,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import torch
-
-from tacotron2_lightning.audio import save_wav
-from tacotron2_lightning.checkpoint import CheckpointError
-from tacotron2_lightning.module import Tacotron2Module
-from tacotron2_lightning.synthesis import SynthesisInputError, load_for_synthesis, synthesize
 from tuner_callbacks.cli_args import positive_int
 from tuner_callbacks.registry.client import MODELS_PREFIX
+
+if TYPE_CHECKING:
+    from tacotron2_lightning.module import Tacotron2Module
+
+# PyTorch, Lightning and the model load inside the functions that use them: `--help` and a bad argument answer at
+# once instead of after seconds of imports.
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ def load_checkpoint(checkpoint: str | Path, tracking_uri: str | None = None) -> 
             alias (the message lists those that exist; the cause is a
             :class:`~tuner_callbacks.registry.RegistryError`) or a version whose files are gone.
     """
+    from tacotron2_lightning.synthesis import load_for_synthesis
+
     if str(checkpoint).startswith(MODELS_PREFIX):
         return _load_registered(str(checkpoint), tracking_uri)
     return load_for_synthesis(checkpoint)
@@ -50,6 +52,8 @@ def _load_registered(uri: str, tracking_uri: str | None) -> Tacotron2Module:
     """Loads a registry version's checkpoint; MLflow is imported only here, for those who use the registry."""
     import tempfile
 
+    from tacotron2_lightning.checkpoint import CheckpointError
+    from tacotron2_lightning.synthesis import load_for_synthesis
     from tuner_callbacks.registry import Registry, RegistryError
 
     with tempfile.TemporaryDirectory(prefix="synthesize-") as folder:
@@ -115,6 +119,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     plot_path = args.alignment_plot or args.out.with_suffix(".png")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
 
+    import torch
+
+    from tacotron2_lightning.audio import save_wav
+    from tacotron2_lightning.checkpoint import CheckpointError
+    from tacotron2_lightning.plots import alignment_figure, save_figure
+    from tacotron2_lightning.synthesis import SynthesisInputError, synthesize
+
     try:
         module = load_checkpoint(args.checkpoint, tracking_uri=args.tracking_uri)
     except CheckpointError as error:
@@ -130,9 +141,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SynthesisInputError as error:
         _fail(parser, error)
     elapsed = time.perf_counter() - started
-
-    from tacotron2_lightning.plots import alignment_figure, save_figure
-
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_wav(args.out, wav, module.audio.sampling_rate)
     save_figure(alignment_figure(alignment, title=f"{Path(str(args.checkpoint)).name}", text=args.text), plot_path)

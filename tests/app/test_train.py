@@ -179,3 +179,13 @@ def test_run_params_mask_secrets_and_database_passwords():
     assert flat == {"alerts/token": "***", "alerts/chat_id": 5, "api_key": "***",
                     "trial/storage": "postgresql://tuner:***@db:5432/optuna", "trial/number": 3,
                     "paths/mlflow_tracking_uri": "http://mlflow:5000"}
+
+
+def test_train_py_loads_the_training_stack_only_in_the_process_that_trains():
+    # A sweep's driver under the joblib, Ray or submitit launcher imports train.py to name the task; Lightning's
+    # import (seconds) belongs to the jobs.
+    probe = "import sys, train; print(sorted({'pytorch_lightning', 'lightning', 'torch', 'mlflow'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

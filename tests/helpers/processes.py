@@ -73,11 +73,11 @@ def rank_records(out_dir: Path, world_size: int = 2) -> list[dict[str, Any]]:
 def stop_ray_head(head: subprocess.Popen, folder: str | Path) -> None:
     """Stops a ``ray start --head --block`` process and removes its session folder. The head node and everything it
     started (GCS, raylet, workers) share its process group: SIGTERM lets the head stop them, SIGKILL ends what is left
-    after a while (Ray's own shutdown can take half a minute)."""
+    after a few seconds (Ray's own shutdown can take half a minute, and the test cluster keeps nothing)."""
     try:
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(10)
+            head.wait(3)
         except subprocess.TimeoutExpired:
             pass
         os.killpg(head.pid, signal.SIGKILL)

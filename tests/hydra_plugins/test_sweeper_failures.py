@@ -58,9 +58,9 @@ def test_a_destructive_learning_rate_is_pruned_and_a_nan_trial_fails_without_end
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_failing_and_requeueing_the_trial_it_left_running(tmp_path, shared_cache):
     args = ["hydra.sweeper.n_trials=3", "logger=none", "hydra.sweeper.stale_trials=requeue"]
-    # Long trials, so that the kill lands inside trial 1.
-    process = sweep(tmp_path, shared_cache, *args, "trainer.max_steps=40", "trainer.val_check_interval=20",
-                    wait=False)
+    # Long trials, so that the kill lands inside trial 1 (polled every 0.5 s); judged teacher-forced (quick).
+    process = sweep(tmp_path, shared_cache, *args, "trainer.max_steps=24", "trainer.val_check_interval=12",
+                    "objective=teacher_forced", wait=False)
     storage = f"sqlite:///{tmp_path}/outputs/sweeps/search/optuna.db"
 
     def trial_1_claimed():

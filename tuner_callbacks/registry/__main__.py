@@ -166,11 +166,11 @@ def main(argv: Sequence[str] | None = None, extensions: Sequence[RegistryCommand
 
     ``extensions``: the added subcommands; by default those the installed packages register.
     """
-    from mlflow.exceptions import MlflowException
-
     added = unique_commands(installed_commands() if extensions is None else extensions, OWN_COMMANDS)
     parser = build_parser(added)
     args = parser.parse_args(argv)
+    from mlflow.exceptions import MlflowException  # after the arguments: `--help` answers without MLflow's import
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     runners = {"list": _list, "stats": _stats, "cleanup": _cleanup, **{c.name: c.run for c in added}}
     bad_input = (RegistryError, MlflowException, *(error for c in added for error in c.bad_input))
