@@ -30,7 +30,8 @@ STOP_AT = 7
 def train_py(tmp_path, shared_cache, probe, *overrides):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SMART_TUNER_CACHE": str(shared_cache)}
     command = [sys.executable, str(ROOT / "train.py"), *TINY, f"paths.log_dir={tmp_path}/outputs", "logger=csv",
-               "trainer.val_check_interval=5", "+callbacks.step_probe._target_=tests.helpers.step_probe.StepProbe",
+               "trainer.val_check_interval=5", "callbacks.validation_media=null",
+               "+callbacks.step_probe._target_=tests.helpers.step_probe.StepProbe",
                f"+callbacks.step_probe.path={probe}", *overrides]
     return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
