@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import threading
-
 import optuna
 import pytest
 
 from hydra_plugins.smart_optuna_sweeper._ask_lock import ask_lock_path, asking_alone
+from tests.helpers.threads import run_in_threads
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 X = optuna.distributions.FloatDistribution(0.0, 1.0)
@@ -31,18 +30,13 @@ def test_workers_asking_alone_on_one_sqlite_file_never_pop_the_same_enqueued_tri
     workers, rounds = 4, 3
     for value in range(workers * rounds):
         optuna.load_study(study_name="s", storage=url).enqueue_trial({"x": value / 100})
-    popped, start = [], threading.Barrier(workers)
+    popped = []
 
     def worker():
         study = optuna.load_study(study_name="s", storage=optuna.storages.RDBStorage(url))  # a connection each
-        start.wait()
         for _ in range(rounds):
             with asking_alone(ask_lock_path(url)):
                 popped.append(study.ask({"x": X}).number)
 
-    threads = [threading.Thread(target=worker) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_in_threads([worker] * workers, timeout_s=60)
     assert sorted(popped) == list(range(workers * rounds))  # each enqueued trial once, and no new trial

@@ -5,7 +5,6 @@ are in test_distributed_sweeps.py."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import optuna
@@ -15,6 +14,7 @@ from optuna.trial import TrialState
 from hydra_plugins.smart_optuna_sweeper import _budget, _seeding
 from hydra_plugins.smart_optuna_sweeper._impl import SweepError
 from hydra_plugins.smart_optuna_sweeper._trial_seeds import trial_seed
+from tests.helpers.threads import run_in_threads
 from tests.hydra_plugins.scripted_sweep import load, scripted_sweeper
 from tuner_callbacks.contract import ATTR_NOT_RUN, ATTR_REQUEUED_FROM
 
@@ -37,21 +37,7 @@ def params(study):
 
 def run_together(sweepers):
     """Each sweeper's sweep in a thread of its own, all at once; fails with the first error any of them raised."""
-    errors = []
-
-    def sweep(sweeper):
-        try:
-            sweeper.sweep([])
-        except Exception as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=sweep, args=(sweeper,)) for sweeper in sweepers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    if errors:
-        raise errors[0]  # with its own traceback
+    run_in_threads([lambda sweeper=sweeper: sweeper.sweep([]) for sweeper in sweepers])
 
 
 # --- the cap ------------------------------------------------------------------------------------------------------

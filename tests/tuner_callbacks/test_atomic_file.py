@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
+from tests.helpers.threads import run_in_threads
 from tuner_callbacks.atomic_file import write_text_atomically
 
 
 def test_threads_writing_one_file_leave_one_writers_whole_text_and_no_partial_files(tmp_path):
-    path, texts, errors = tmp_path / "optimization_results.yaml", [f"{n}\n" * 20000 for n in range(8)], []
-    start = threading.Barrier(len(texts))
+    path, texts = tmp_path / "optimization_results.yaml", [f"{n}\n" * 20000 for n in range(8)]
 
     def write(text):
-        start.wait()
-        try:
-            for _ in range(5):
-                write_text_atomically(path, text)
-        except Exception as error:  # one pid for all: a pid-named partial file was renamed away by another
-            errors.append(error)
+        for _ in range(5):  # one pid for all: a pid-named partial file would be renamed away by another thread
+            write_text_atomically(path, text)
 
-    threads = [threading.Thread(target=write, args=(text,)) for text in texts]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors
+    run_in_threads([lambda text=text: write(text) for text in texts])
     assert path.read_text(encoding="utf-8") in texts
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
