@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from hydra_plugins.smart_optuna_sweeper import _budget, _seeding
-from hydra_plugins.smart_optuna_sweeper._ask_lock import ask_lock_path, asking_alone
+from hydra_plugins.smart_optuna_sweeper._ask_lock import ask_lock_path, asking_alone, sqlite_database
 from hydra_plugins.smart_optuna_sweeper._errors import SweepError
 from hydra_plugins.smart_optuna_sweeper._liveness import Heartbeat, claim, is_own, recover_stale_trials
 from hydra_plugins.smart_optuna_sweeper._pruners import build_pruner, pruner_record
@@ -125,10 +125,12 @@ class SmartOptunaSweeperImpl(Sweeper):
     def _artifact_dir(self, storage_url: str) -> Path:
         """Where jobs upload their trials' media (``optuna.artifacts``): beside the study's file, or in the sweep
         folder for a database server; ``optuna-dashboard <storage> --artifact-dir <this>`` shows them."""
-        for prefix in (JOURNAL_PREFIX, "sqlite:///"):
-            path = storage_url[len(prefix):] if storage_url.startswith(prefix) else ""
-            if path and not path.startswith(":memory:"):
-                return Path(path).absolute().parent / ARTIFACT_FOLDER
+        database = sqlite_database(storage_url)
+        if database is not None:
+            return database.parent / ARTIFACT_FOLDER
+        journal = storage_url[len(JOURNAL_PREFIX):] if storage_url.startswith(JOURNAL_PREFIX) else ""
+        if journal:
+            return Path(journal).absolute().parent / ARTIFACT_FOLDER
         return self.sweep_dir / ARTIFACT_FOLDER
 
     def _sampler(self, space: SearchSpace) -> optuna.samplers.BaseSampler:

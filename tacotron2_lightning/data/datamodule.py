@@ -270,7 +270,6 @@ class Tacotron2DataModuleBase:
         return self._loader(self.val_set, train=False)
 
 
-
 def __getattr__(name: str) -> Any:
     # Built on pytorch_lightning by lightning_compat.tacotron2_classes, which imports this module: built on first use.
     if name == "Tacotron2DataModule":

@@ -26,3 +26,11 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_partial_file(tmp_path):
     with pytest.raises(UnicodeEncodeError):
         write_text_atomically(path, "bad \udc00 surrogate")
     assert path.read_text(encoding="utf-8") == "old" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_the_file_has_the_permissions_a_plain_write_gives(tmp_path):
+    # Others on a shared folder (optuna-dashboard, a colleague) read the report as they read any file written there.
+    plain, atomic = tmp_path / "plain.html", tmp_path / "report.html"
+    plain.write_text("x", encoding="utf-8")
+    write_text_atomically(atomic, "x")
+    assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
